@@ -1,0 +1,89 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyCors from '@fastify/cors'
+import ajvFormats from 'ajv-formats'
+import type { DestinationStream } from 'pino'
+import { corsOrigins, type Config } from './config/config.ts'
+import errorsPlugin, { sendProblem, toProblem } from './errors/handler.ts'
+import { AccessLog, loggerOptions, requestId } from './logging/logger.ts'
+import contactRoutes from './routes/contacts.ts'
+import healthRoutes from './routes/health.ts'
+import sessionPlugin from './session/plugin.ts'
+import { EmnifyClient, type EmnifyClientOptions } from './upstream/emnify-client.ts'
+import { USER_AGENT } from './version.ts'
+
+export interface AppOptions {
+  /** Where log lines go (tests capture them); stdout by default. */
+  logStream?: DestinationStream
+  /** Test hooks for the token cache (clock, jitter, backoff). */
+  tokenCache?: EmnifyClientOptions['tokenCache']
+}
+
+/** Builds the BFF from validated configuration. Does not listen and installs no signal handlers. */
+export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(config.LOG_LEVEL, options.logStream),
+    logController: new AccessLog(),
+    genReqId: requestId,
+    // A request must arrive completely within this; stops slowloris-style clients.
+    requestTimeout: 15_000,
+    // Socket inactivity bound; above the worst case of one request (authenticate, call, re-auth, retry, read back).
+    connectionTimeout: config.UPSTREAM_TIMEOUT_MS * 5 + 5_000,
+    // Longer than common load-balancer idle timeouts (60 s), so the balancer closes first.
+    keepAliveTimeout: 72_000,
+    bodyLimit: 64 * 1024,
+    routerOptions: { maxParamLength: 64 },
+    return503OnClosing: true,
+    ajv: {
+      // Reject what the schema does not describe, never reshape it: a strict proxy forwards
+      // exactly what it validated.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true },
+      // ajv-formats types its own copy of Ajv; the runtime objects are the same.
+      plugins: [ajvFormats.default as never]
+    },
+    frameworkErrors (error, request, reply) {
+      reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
+      return sendProblem(reply, toProblem(error))
+    }
+  })
+  // Headers must be complete well before the whole request is.
+  app.server.headersTimeout = 10_000
+
+  app.decorate('lifecycle', { draining: false })
+
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
+    done()
+  })
+
+  // Only JSON bodies exist in this API; dropping the text/plain default turns anything else into 415.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
+
+  await app.register(errorsPlugin)
+  const origins = corsOrigins(config)
+  if (origins.length > 0) {
+    await app.register(fastifyCors, {
+      origin: origins,
+      credentials: true,
+      methods: ['GET', 'POST', 'PATCH'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF', 'X-Request-Id', 'Prefer'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After', 'Preference-Applied'],
+      maxAge: 600
+    })
+  }
+  await app.register(sessionPlugin, { config })
+
+  const client = new EmnifyClient({
+    origin: config.EMNIFY_API_URL,
+    applicationToken: config.EMNIFY_APPLICATION_TOKEN,
+    timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+    userAgent: USER_AGENT,
+    tokenCache: options.tokenCache
+  })
+  app.addHook('onClose', () => client.close())
+
+  await app.register(healthRoutes)
+  await app.register(contactRoutes, { client, audit: app.log.child({ log_type: 'audit' }) as never })
+
+  return app
+}

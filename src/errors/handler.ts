@@ -1,0 +1,104 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Problem, PROBLEMS, problemType, type ProblemBody, type ProblemField } from './problems.ts'
+
+interface AjvIssue {
+  keyword: string
+  instancePath: string
+  message?: string
+  params: Record<string, unknown>
+}
+
+const escapePointer = (token: string) => token.replaceAll('~', '~0').replaceAll('/', '~1')
+
+function fieldErrors (issues: AjvIssue[], context: string | undefined): ProblemField[] {
+  const where = context === 'params' ? 'path' : context === 'headers' ? 'header' : 'body'
+  return issues.slice(0, 50).map((issue) => {
+    switch (issue.keyword) {
+      case 'additionalProperties':
+        return { pointer: `${issue.instancePath}/${escapePointer(String(issue.params.additionalProperty))}`, detail: 'is not an allowed property', in: where }
+      case 'required':
+        return { pointer: `${issue.instancePath}/${escapePointer(String(issue.params.missingProperty))}`, detail: 'is required', in: where }
+      case 'minProperties':
+        return { pointer: issue.instancePath, detail: 'must contain at least one property', in: where }
+      case 'pattern':
+        return { pointer: issue.instancePath, detail: where === 'path' ? 'must be a positive decimal integer' : 'has the wrong format', in: where }
+      default:
+        return { pointer: issue.instancePath, detail: issue.message ?? 'is invalid', in: where }
+    }
+  })
+}
+
+/** Every failure, ours or Fastify's, becomes a Problem; unknown errors never show their message. */
+export function toProblem (error: FastifyError | Problem | Error): Problem {
+  if (error instanceof Problem) return error
+  const e = error as FastifyError
+  if (e.validation !== undefined) {
+    return new Problem('VALIDATION_FAILED', {
+      detail: e.validationContext === 'params' ? 'The path parameters are invalid' : 'The request body is invalid',
+      errors: fieldErrors(e.validation as AjvIssue[], e.validationContext)
+    })
+  }
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new Problem('PAYLOAD_TOO_LARGE', { detail: 'The request body exceeds the size limit' })
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new Problem('UNSUPPORTED_MEDIA_TYPE', { detail: 'Send application/json or application/merge-patch+json' })
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      // Includes bodies using __proto__ or constructor.prototype, which Fastify's parser refuses.
+      return new Problem('MALFORMED_JSON', { detail: 'The request body is not valid JSON' })
+    case 'FST_ERR_BAD_URL':
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new Problem('VALIDATION_FAILED', { detail: 'The request path is invalid' })
+  }
+  if (error instanceof SyntaxError && e.statusCode === 400) {
+    return new Problem('MALFORMED_JSON', { detail: 'The request body is not valid JSON' })
+  }
+  const status = e.statusCode ?? 500
+  if (status === 404) return new Problem('NOT_FOUND')
+  if (status === 429) return new Problem('RATE_LIMITED')
+  if (status >= 400 && status < 500) return new Problem('VALIDATION_FAILED', { detail: 'The request is invalid' })
+  return new Problem('INTERNAL_ERROR', { detail: 'An unexpected error occurred', cause: error })
+}
+
+export function problemBody (problem: Problem, request: FastifyRequest): ProblemBody {
+  const url = request.url
+  const query = url.indexOf('?')
+  const body: ProblemBody = {
+    type: problemType(problem.code),
+    title: PROBLEMS[problem.code].title,
+    status: problem.status,
+    detail: problem.detail,
+    instance: query === -1 ? url : url.slice(0, query),
+    code: problem.code,
+    request_id: request.id
+  }
+  if (problem.errors !== undefined) body.errors = problem.errors
+  return body
+}
+
+export function sendProblem (reply: FastifyReply, problem: Problem) {
+  reply.code(problem.status).header('content-type', 'application/problem+json; charset=utf-8')
+  if (problem.retryAfter !== undefined) reply.header('retry-after', String(problem.retryAfter))
+  if (problem.code === 'UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer')
+  return reply.send(problemBody(problem, reply.request))
+}
+
+
+async function errorsPlugin (app: FastifyInstance) {
+  app.setErrorHandler((error: FastifyError | Problem, request, reply) => {
+    const problem = toProblem(error)
+    if (problem.status >= 500) {
+      // Upstream failures are expected operating conditions; our own 500s are bugs.
+      const level = problem.code === 'INTERNAL_ERROR' ? 'error' : 'warn'
+      request.log[level]({ err: problem.cause ?? error, code: problem.code }, problem.detail)
+    }
+    return sendProblem(reply, problem)
+  })
+
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, new Problem('NOT_FOUND', { detail: 'There is no such route' })))
+}
+
+export default fp(errorsPlugin, { name: 'errors', fastify: '5.x' })

@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto'
+import type { SessionConfig } from '../config/config.ts'
+
+/** Claims of a verified BFF session. `orgs: '*'` means every organisation. */
+export interface SessionClaims {
+  sub: string
+  orgs: number[] | '*'
+  iat: number
+  exp: number
+  iss: string
+  aud: string | string[]
+  jti?: string
+}
+
+export const MAX_TOKEN_LENGTH = 8192
+export const CLOCK_TOLERANCE_MS = 30_000
+const MAX_ORGS = 10_000
+
+/** Options shared by every place that signs or verifies a session, so they cannot drift apart. */
+export function sessionSignOptions (config: SessionConfig) {
+  return {
+    algorithm: 'HS256' as const,
+    iss: config.SESSION_ISSUER,
+    aud: config.SESSION_AUDIENCE,
+    expiresIn: config.SESSION_TTL_S * 1000
+  }
+}
+
+export function sessionVerifyOptions (config: SessionConfig) {
+  return {
+    algorithms: ['HS256' as const],
+    allowedIss: config.SESSION_ISSUER,
+    allowedAud: config.SESSION_AUDIENCE,
+    requiredClaims: ['sub', 'orgs', 'iat', 'exp', 'iss', 'aud'],
+    clockTolerance: CLOCK_TOLERANCE_MS,
+    // Frontends repeat the same token on every call; fast-jwt's cache keys by a hash of the token
+    // and re-checks exp/nbf on every hit.
+    cache: 10_000
+  }
+}
+
+/** Payload for a new session; `iat`, `exp`, `iss`, `aud` are added by the signer. */
+export function newSessionPayload (sub: string, orgs: number[] | '*') {
+  return { sub, orgs, jti: randomUUID() }
+}
+
+function validOrgs (orgs: unknown): orgs is number[] | '*' {
+  if (orgs === '*') return true
+  if (!Array.isArray(orgs) || orgs.length > MAX_ORGS) return false
+  for (let i = 0; i < orgs.length; i++) {
+    const org: unknown = orgs[i]
+    // Safe integers only: the org check compares numbers, and rounding must never make two ids equal.
+    if (typeof org !== 'number' || !Number.isSafeInteger(org) || org < 1) return false
+    if (orgs.indexOf(org) !== i) return false
+  }
+  return true
+}
+
+/**
+ * The shape checks fast-jwt cannot express: it proves the signature, time claims, issuer and
+ * audience; this proves the claims the BFF itself relies on are well-formed.
+ */
+export function isSessionClaims (payload: unknown, nowMs: number): payload is SessionClaims {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return false
+  const p = payload as Record<string, unknown>
+  if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 256) return false
+  if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isFinite(p.iat) || p.exp <= p.iat) return false
+  // A session "issued" in the future is forged or from a broken clock.
+  if (p.iat * 1000 > nowMs + CLOCK_TOLERANCE_MS) return false
+  if (p.jti !== undefined && (typeof p.jti !== 'string' || p.jti.length === 0 || p.jti.length > 128)) return false
+  return validOrgs(p.orgs)
+}
+
+/** Whether the session may act on this organisation. `orgId` is a validated decimal string. */
+export function allowsOrganisation (claims: SessionClaims, orgId: string): boolean {
+  if (claims.orgs === '*') return true
+  // orgs are safe integers, so an id longer than 2^53 rounds to a value none of them can equal.
+  return claims.orgs.includes(Number(orgId))
+}

@@ -1,0 +1,110 @@
+import fp from 'fastify-plugin'
+import fastifyCookie from '@fastify/cookie'
+import fastifyJwt from '@fastify/jwt'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Config } from '../config/config.ts'
+import { Problem } from '../errors/problems.ts'
+import {
+  isSessionClaims,
+  MAX_TOKEN_LENGTH,
+  sessionSignOptions,
+  sessionVerifyOptions,
+  type SessionClaims
+} from './claims.ts'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Routes open without a session (health, login, docs). Everything else requires one. */
+    public?: boolean
+  }
+  interface FastifyRequest {
+    /** The verified session, set before any route handler runs on a non-public route. */
+    session: SessionClaims | null
+    /** The raw session token, kept for revocation by logout. */
+    sessionToken: string | null
+  }
+  interface FastifyInstance {
+    /** Decides whether a verified session has been revoked (logout). */
+    sessionRevoked: (claims: SessionClaims, token: string) => boolean
+  }
+}
+
+const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const BEARER = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i
+
+export function sessionCookieName (config: Pick<Config, 'SESSION_COOKIE_SECURE'>): string {
+  // The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and no Domain.
+  return config.SESSION_COOKIE_SECURE ? '__Host-session' : 'session'
+}
+
+export interface SessionPluginOptions {
+  config: Config
+}
+
+function unauthenticated (detail: string): Problem {
+  return new Problem('UNAUTHENTICATED', { detail })
+}
+
+async function sessionPlugin (app: FastifyInstance, { config }: SessionPluginOptions) {
+  const cookieName = sessionCookieName(config)
+
+  await app.register(fastifyCookie)
+  await app.register(fastifyJwt, {
+    secret: config.SESSION_SECRET,
+    sign: sessionSignOptions(config),
+    verify: sessionVerifyOptions(config)
+  })
+
+  app.decorateRequest('session', null)
+  app.decorateRequest('sessionToken', null)
+  app.decorate('sessionRevoked', (_claims: SessionClaims, _token: string) => false)
+
+  function verify (token: string): SessionClaims {
+    if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('Session token is too large')
+    let payload: unknown
+    try {
+      payload = app.jwt.verify(token)
+    } catch {
+      throw unauthenticated('Session is invalid or expired')
+    }
+    if (!isSessionClaims(payload, Date.now())) throw unauthenticated('Session claims are invalid')
+    if (app.sessionRevoked(payload, token)) throw unauthenticated('Session has ended')
+    return payload
+  }
+
+  /**
+   * Runs on every request before the body is read: one place for transport rules, CSRF and
+   * verification, so a route added later is protected without opting in.
+   */
+  app.addHook('onRequest', async (request: FastifyRequest, _reply: FastifyReply) => {
+    if (request.is404 || request.routeOptions.config.public === true) return
+
+    const header = request.headers.authorization
+    const cookie = request.cookies[cookieName]
+    if (header !== undefined && cookie !== undefined) {
+      throw unauthenticated('Send the session either as a Bearer token or as a cookie, not both')
+    }
+
+    let token: string
+    if (header !== undefined) {
+      const match = BEARER.exec(header)
+      if (match === null) throw unauthenticated('Authorization must use the Bearer scheme')
+      token = match[1] as string
+    } else if (cookie !== undefined && cookie !== '') {
+      token = cookie
+    } else {
+      throw unauthenticated('A session is required')
+    }
+
+    const claims = verify(token)
+    // Cookies ride along on cross-site requests; a custom header cannot be sent cross-site
+    // without a CORS preflight, so its presence proves the request came from an allowed page.
+    if (header === undefined && UNSAFE_METHODS.has(request.method) && request.headers['x-csrf'] !== '1') {
+      throw new Problem('CSRF_HEADER_REQUIRED', { detail: 'Cookie-authenticated requests must send the header X-CSRF: 1' })
+    }
+    request.session = claims
+    request.sessionToken = token
+  })
+}
+
+export default fp(sessionPlugin, { name: 'session', fastify: '5.x' })

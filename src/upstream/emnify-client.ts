@@ -1,0 +1,127 @@
+import { Problem } from '../errors/problems.ts'
+import { TokenCache } from './token-cache.ts'
+import { TransportError, UpstreamHttp, type CallObserver, type UpstreamResponse } from './http.ts'
+import { problemForAuthenticate, problemForStatus, problemForTransport } from './translate.ts'
+
+export interface EmnifyClientOptions {
+  origin: string
+  applicationToken: string
+  timeoutMs: number
+  userAgent: string
+  observe?: CallObserver
+  onTokenRefresh?: (event: { ok: boolean, expiresAt?: number }) => void
+  /** Overrides for tests (clock, jitter, backoff). */
+  tokenCache?: { now?: () => number, random?: () => number, minBackoffMs?: number, maxBackoffMs?: number, fallbackLifetimeMs?: number }
+}
+
+export type ContactRepresentation = Record<string, unknown>
+
+function contactPath (orgId: string, contactId: string): string {
+  return `/api/v1/organisation/${orgId}/contact/${contactId}`
+}
+
+/**
+ * The emnify API as the BFF needs it. Knows the token exchange, the one re-auth on 401 and
+ * which failures may be retried; everything it throws is a Problem ready for the frontend.
+ */
+export class EmnifyClient {
+  readonly #http: UpstreamHttp
+  readonly #tokens: TokenCache
+  readonly #authBody: string
+  readonly #userAgent: string
+
+  constructor (options: EmnifyClientOptions) {
+    this.#http = new UpstreamHttp({ origin: options.origin, timeoutMs: options.timeoutMs, observe: options.observe })
+    this.#authBody = JSON.stringify({ application_token: options.applicationToken })
+    this.#userAgent = options.userAgent
+    this.#tokens = new TokenCache({
+      ...options.tokenCache,
+      fetchToken: () => this.#authenticate(),
+      onRefresh: options.onTokenRefresh
+    })
+  }
+
+  get tokens (): TokenCache {
+    return this.#tokens
+  }
+
+  async #authenticate (): Promise<string> {
+    let response: UpstreamResponse
+    try {
+      response = await this.#http.call({
+        operation: 'authenticate',
+        method: 'POST',
+        path: '/api/v1/authenticate',
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'user-agent': this.#userAgent },
+        body: this.#authBody,
+        readBody: true
+      })
+    } catch (error) {
+      throw problemForTransport(error as TransportError)
+    }
+    if (response.status !== 200 && response.status !== 201) throw problemForAuthenticate(response)
+    let token: unknown
+    try {
+      token = (JSON.parse(response.body.toString('utf8')) as { auth_token?: unknown } | null)?.auth_token
+    } catch {
+      throw problemForAuthenticate(response)
+    }
+    // A token goes into an HTTP header: refuse anything that could not be sent safely.
+    if (typeof token !== 'string' || !/^[\x21-\x7e]{1,8192}$/.test(token)) throw problemForAuthenticate(response)
+    return token
+  }
+
+  /** Sends one authorised call; on 401 re-authenticates once and retries once. */
+  async #authorised (
+    operation: 'patch_contact' | 'get_contact',
+    method: 'GET' | 'PATCH',
+    path: string,
+    requestId: string,
+    body: string | undefined,
+    readBody: boolean
+  ): Promise<UpstreamResponse> {
+    for (let attempt = 0; ; attempt++) {
+      const token = this.#tokens.peek() ?? await this.#tokens.get()
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${token}`,
+        accept: 'application/json',
+        'user-agent': this.#userAgent,
+        'x-request-id': requestId
+      }
+      if (body !== undefined) headers['content-type'] = 'application/json'
+      let response: UpstreamResponse
+      try {
+        response = await this.#http.call({ operation, method, path, headers, body, readBody })
+      } catch (error) {
+        throw problemForTransport(error as TransportError)
+      }
+      // 401 means the call was refused before it was applied, so one retry is safe.
+      if (response.status === 401 && attempt === 0 && this.#tokens.reject(token)) continue
+      return response
+    }
+  }
+
+  async patchContact (orgId: string, contactId: string, patch: string, requestId: string): Promise<void> {
+    const response = await this.#authorised('patch_contact', 'PATCH', contactPath(orgId, contactId), requestId, patch, false)
+    if (response.status < 200 || response.status >= 300) throw problemForStatus(response)
+  }
+
+  async getContact (orgId: string, contactId: string, requestId: string): Promise<ContactRepresentation> {
+    const response = await this.#authorised('get_contact', 'GET', contactPath(orgId, contactId), requestId, undefined, true)
+    if (response.status !== 200) throw problemForStatus(response)
+    let contact: unknown
+    try {
+      contact = JSON.parse(response.body.toString('utf8'))
+    } catch {
+      throw new Problem('UPSTREAM_ERROR', { detail: 'emnify answered with a malformed contact' })
+    }
+    if (contact === null || typeof contact !== 'object' || Array.isArray(contact)) {
+      throw new Problem('UPSTREAM_ERROR', { detail: 'emnify answered with a malformed contact' })
+    }
+    return contact as ContactRepresentation
+  }
+
+  close (): Promise<void> {
+    return this.#http.close()
+  }
+}
