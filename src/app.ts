@@ -54,6 +54,12 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
     done()
   })
+  // While draining, every response ends its connection: keep-alive sockets would otherwise hold
+  // the server open after the last in-flight request finished.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (app.lifecycle.draining) reply.header('connection', 'close')
+    done(null, payload)
+  })
 
   // Only JSON bodies exist in this API; dropping the text/plain default turns anything else into 415.
   app.removeAllContentTypeParsers()

@@ -1,0 +1,154 @@
+import t from 'tap'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { request } from 'undici'
+import { startSimulator } from '../../src/simulator/simulator.ts'
+import { APPLICATION_TOKEN, SECRET, session } from '../helpers/stack.ts'
+
+const SERVER = new URL('../../src/server.ts', import.meta.url).pathname
+
+interface Running {
+  child: ChildProcessWithoutNullStreams
+  url: string
+  stdout: string[]
+  exit: Promise<number | null>
+}
+
+/** Starts the real entry point as operators do, with an empty working directory (no .env). */
+async function startServer (t: Tap.Test, env: Record<string, string>): Promise<Running> {
+  const child = spawn(process.execPath, [SERVER], {
+    cwd: t.testdir(),
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
+  })
+  const stdout: string[] = []
+  const exit = once(child, 'exit').then(([code]) => code as number | null)
+  let buffered = ''
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8')
+      let newline: number
+      while ((newline = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, newline)
+        buffered = buffered.slice(newline + 1)
+        stdout.push(line)
+        const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
+        if (match !== null) resolve(match[1] as string)
+      }
+    })
+    exit.then((code) => reject(new Error(`server exited early with ${code}`)), reject)
+  })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  return { child, url, stdout, exit }
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Tap { type Test = typeof t }
+}
+
+t.test('a bad configuration stops the process with one message naming every offending variable', async (t) => {
+  const child = spawn(process.execPath, [SERVER], {
+    cwd: t.testdir(),
+    env: { PATH: process.env.PATH ?? '', PORT: 'not-a-port', SESSION_SECRET: 'too-short-secret', EMNIFY_API_URL: 'https://cdn.emnify.net/api' }
+  })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8') })
+  const [code] = await once(child, 'exit')
+  t.not(code, 0, 'exit code is not 0')
+  const lines = stderr.trim().split('\n')
+  t.equal(lines.length, 1, 'one message')
+  for (const variable of ['PORT', 'SESSION_SECRET', 'EMNIFY_API_URL', 'EMNIFY_APPLICATION_TOKEN']) {
+    t.match(lines[0], variable, `names ${variable}`)
+  }
+  t.notMatch(stderr, 'too-short-secret', 'does not echo the secret')
+})
+
+t.test('a .env file in the working directory is read', async (t) => {
+  const sim = await startSimulator({ applicationTokens: [APPLICATION_TOKEN] })
+  t.teardown(() => sim.close())
+  const dir = t.testdir({
+    '.env': `EMNIFY_APPLICATION_TOKEN=${APPLICATION_TOKEN}\nSESSION_SECRET=${SECRET}\nEMNIFY_API_URL=${sim.url}\n`
+  })
+  const child = spawn(process.execPath, [SERVER], { cwd: dir, env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0' } })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const url = await new Promise<string>((resolve) => {
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8')
+      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out)
+      if (match !== null) resolve(match[1] as string)
+    })
+  })
+  const response = await request(`${url}/api/v1/organisation/1/contact/1`, {
+    method: 'PATCH',
+    headers: { authorization: `Bearer ${session()}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ city: 'Berlin' })
+  })
+  await response.body.dump()
+  t.equal(response.statusCode, 204, 'configured from .env alone')
+  child.kill('SIGTERM')
+  t.equal((await once(child, 'exit'))[0], 0)
+})
+
+t.test('SIGTERM: readiness fails at once, traffic is served through the drain delay, in-flight work finishes, exit 0', async (t) => {
+  const sim = await startSimulator({ applicationTokens: [APPLICATION_TOKEN] })
+  t.teardown(() => sim.close())
+  const server = await startServer(t, {
+    EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
+    SESSION_SECRET: SECRET,
+    EMNIFY_API_URL: sim.url,
+    SHUTDOWN_DELAY_MS: '800'
+  })
+  const patch = () => request(`${server.url}/api/v1/organisation/1/contact/1`, {
+    method: 'PATCH',
+    headers: { authorization: `Bearer ${session()}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ city: 'Hamburg' })
+  })
+
+  const ready = await request(`${server.url}/health/ready`)
+  await ready.body.dump()
+  t.equal(ready.statusCode, 200, 'ready before shutdown')
+
+  // An upstream call still in flight when the signal arrives.
+  sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 1200, times: 1 })
+  const inFlight = patch()
+  await sleep(150)
+  server.child.kill('SIGTERM')
+  await sleep(100)
+
+  const draining = await request(`${server.url}/health/ready`)
+  t.equal(draining.statusCode, 503, 'readiness is 503 once shutdown begins')
+  t.match(draining.headers['content-type'], /application\/problem\+json/)
+  await draining.body.dump()
+
+  const duringDelay = await patch()
+  await duringDelay.body.dump()
+  t.equal(duringDelay.statusCode, 204, 'new requests are still served during SHUTDOWN_DELAY_MS')
+
+  const finished = await inFlight
+  await finished.body.dump()
+  t.equal(finished.statusCode, 204, 'the in-flight request completed')
+
+  t.equal(await server.exit, 0, 'exit code 0')
+  t.ok(server.stdout.some((line) => line.includes('shutdown complete')), 'logs the end of shutdown')
+  t.equal(sim.state.counters.patch_contact, 2, 'both patches reached the upstream exactly once')
+})
+
+t.test('a second signal exits at once', async (t) => {
+  const sim = await startSimulator({ applicationTokens: [APPLICATION_TOKEN] })
+  t.teardown(() => sim.close())
+  const server = await startServer(t, {
+    EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
+    SESSION_SECRET: SECRET,
+    EMNIFY_API_URL: sim.url,
+    SHUTDOWN_DELAY_MS: '30000'
+  })
+  const started = Date.now()
+  server.child.kill('SIGTERM')
+  await sleep(200)
+  server.child.kill('SIGTERM')
+  const code = await server.exit
+  t.ok(Date.now() - started < 10_000, 'did not wait for the 30 s drain delay')
+  t.not(code, null)
+})
