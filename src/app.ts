@@ -1,15 +1,26 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyCors from '@fastify/cors'
+import fastifyRateLimit from '@fastify/rate-limit'
 import ajvFormats from 'ajv-formats'
 import type { DestinationStream } from 'pino'
 import { corsOrigins, type Config } from './config/config.ts'
 import errorsPlugin, { sendProblem, toProblem } from './errors/handler.ts'
 import { AccessLog, loggerOptions, requestId } from './logging/logger.ts'
+import authRoutes from './routes/auth.ts'
 import contactRoutes from './routes/contacts.ts'
 import healthRoutes from './routes/health.ts'
 import sessionPlugin from './session/plugin.ts'
 import { EmnifyClient, type EmnifyClientOptions } from './upstream/emnify-client.ts'
+import { UserDirectory } from './users/users-file.ts'
+import { Problem } from './errors/problems.ts'
 import { USER_AGENT } from './version.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The users file behind POST /auth/login, or null when login is not offered. */
+    users: UserDirectory | null
+  }
+}
 
 export interface AppOptions {
   /** Where log lines go (tests capture them); stdout by default. */
@@ -20,6 +31,9 @@ export interface AppOptions {
 
 /** Builds the BFF from validated configuration. Does not listen and installs no signal handlers. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  // Loaded first: a broken users file must stop start-up with a message naming the bad entry.
+  const users = config.USERS_FILE === undefined ? null : await UserDirectory.load(config.USERS_FILE)
+
   const app = Fastify({
     logger: loggerOptions(config.LOG_LEVEL, options.logStream),
     logController: new AccessLog(),
@@ -49,6 +63,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   app.server.headersTimeout = 10_000
 
   app.decorate('lifecycle', { draining: false })
+  app.decorate('users', users)
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
@@ -78,6 +93,15 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     })
   }
   await app.register(sessionPlugin, { config })
+  // Limits are declared per route (login now); the in-memory store is an LRU, so it stays bounded.
+  await app.register(fastifyRateLimit, {
+    global: false,
+    cache: 10_000,
+    errorResponseBuilder: (_request, context) => new Problem('RATE_LIMITED', {
+      detail: 'Too many requests; try again later',
+      retryAfter: Math.max(1, Math.ceil(context.ttl / 1000))
+    })
+  })
 
   const client = new EmnifyClient({
     origin: config.EMNIFY_API_URL,
@@ -89,6 +113,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   app.addHook('onClose', () => client.close())
 
   await app.register(healthRoutes)
+  await app.register(authRoutes, { config, users })
   await app.register(contactRoutes, { client, audit: app.log.child({ log_type: 'audit' }) as never })
 
   return app

@@ -15,12 +15,25 @@ function configOrExit (): Config {
 }
 
 const config = configOrExit()
-const app = await buildApp(config)
+const app = await buildApp(config).catch((error: unknown) => {
+  // e.g. an invalid users file: one readable line, no stack.
+  process.stderr.write(`${JSON.stringify({ level: 'fatal', service: 'emnify-bff', msg: (error as Error).message })}\n`)
+  process.exit(78)
+})
 
 // Bounded grace: the drain delay, then at most the longest a request can take upstream.
 const graceMs = config.SHUTDOWN_DELAY_MS + config.UPSTREAM_TIMEOUT_MS * 4 + 5_000
 
+// SIGHUP re-reads the users file instead of stopping the process.
+process.on('SIGHUP', () => {
+  app.users?.reload().then(
+    (count) => app.log.info({ users: count }, 'users file reloaded'),
+    (error: unknown) => app.log.error({ err: error }, 'users file reload failed; keeping the previous users')
+  )
+})
+
 closeWithGrace({
+  skip: ['SIGHUP'],
   delay: graceMs,
   logger: { error: (message: string) => app.log.error(message) }
 }, async ({ signal, err }) => {

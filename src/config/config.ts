@@ -27,7 +27,8 @@ export const ConfigProperties = {
   SESSION_COOKIE_SECURE: Type.Boolean({ default: true, description: '`false` only for plain-http local development' }),
   USERS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'path of the users file for POST /auth/login' })),
   CORS_ORIGINS: Type.String({ pattern: ORIGIN_LIST, default: '', description: 'comma-separated allowed origins; empty = no CORS headers' }),
-  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 120000, default: 0, description: 'after SIGTERM, keep accepting this long before draining' })
+  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 120000, default: 0, description: 'after SIGTERM, keep accepting this long before draining' }),
+  LOGIN_RATE_LIMIT_PER_IP_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100000, default: 30, description: 'login attempts allowed per client IP per minute' })
 }
 
 export const ConfigSchema = Type.Object(ConfigProperties)

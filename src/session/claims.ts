@@ -22,7 +22,8 @@ export function sessionSignOptions (config: SessionConfig) {
     algorithm: 'HS256' as const,
     iss: config.SESSION_ISSUER,
     aud: config.SESSION_AUDIENCE,
-    expiresIn: config.SESSION_TTL_S * 1000
+    // A string, because @fastify/jwt reads numbers as seconds and fast-jwt as milliseconds.
+    expiresIn: `${config.SESSION_TTL_S}s`
   }
 }
 

@@ -15,7 +15,7 @@ export function mintSession (config: SessionConfig, request: MintRequest): { tok
   const sign = createSigner({
     ...sessionSignOptions(config),
     key: config.SESSION_SECRET,
-    expiresIn: ttlS * 1000
+    expiresIn: `${ttlS}s`
   })
   const token = sign(newSessionPayload(request.sub, request.orgs))
   return { token, expiresAt: new Date(Date.now() + ttlS * 1000) }

@@ -3,6 +3,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/config.ts'
+import { Revocations } from './revocations.ts'
 import { Problem } from '../errors/problems.ts'
 import {
   isSessionClaims,
@@ -24,8 +25,8 @@ declare module 'fastify' {
     sessionToken: string | null
   }
   interface FastifyInstance {
-    /** Decides whether a verified session has been revoked (logout). */
-    sessionRevoked: (claims: SessionClaims, token: string) => boolean
+    /** Sessions ended by logout, consulted on every authenticated request. */
+    revocations: Revocations
   }
 }
 
@@ -57,7 +58,7 @@ async function sessionPlugin (app: FastifyInstance, { config }: SessionPluginOpt
 
   app.decorateRequest('session', null)
   app.decorateRequest('sessionToken', null)
-  app.decorate('sessionRevoked', (_claims: SessionClaims, _token: string) => false)
+  app.decorate('revocations', new Revocations())
 
   function verify (token: string): SessionClaims {
     if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('Session token is too large')
@@ -68,7 +69,7 @@ async function sessionPlugin (app: FastifyInstance, { config }: SessionPluginOpt
       throw unauthenticated('Session is invalid or expired')
     }
     if (!isSessionClaims(payload, Date.now())) throw unauthenticated('Session claims are invalid')
-    if (app.sessionRevoked(payload, token)) throw unauthenticated('Session has ended')
+    if (app.revocations.has(payload, token)) throw unauthenticated('Session has ended')
     return payload
   }
 

@@ -27,8 +27,12 @@ export function sanitiseMessage (value: unknown): string | undefined {
     .replace(/\beyJ[\w-]*\.[\w-]*\.?[\w-]*/g, '[redacted]')
     .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]')
     .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g, '[address]')
+    // Compressed IPv6 (`::1`, `fe80::1`, `[2001:db8::1]:443`), which the next pattern only sees in part.
+    .replace(/\[?(?<![\w:])(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}(?:%[\w.-]+)?\]?(?::\d+)?/gi, '[address]')
     .replace(/\[?\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{0,4}\]?/gi, '[address]')
-    .replace(/(?<!@)\b(?:[a-z0-9-]+\.)+(?:net|com|org|io|internal|local|cloud|aws|amazonaws)\b(?::\d+)?/gi, '[host]')
+    // Host names, but not the domain of an e-mail address (`alice@mail.example.com` stays readable).
+    .replace(/(?:([\w.+-]+@)|(?<!@)\b)(?:[a-z0-9-]+\.)+(?:net|com|org|io|internal|local|cloud|aws|amazonaws)\b(?::\d+)?/gi,
+      (host: string, mailbox: string | undefined) => mailbox === undefined ? '[host]' : host)
     .replace(/\s+/g, ' ')
     .trim()
   if (text.length > MAX_MESSAGE) text = text.slice(0, MAX_MESSAGE - 1) + '…'

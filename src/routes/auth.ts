@@ -1,0 +1,110 @@
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import type { Config } from '../config/config.ts'
+import { Problem } from '../errors/problems.ts'
+import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
+import { newSessionPayload } from '../session/claims.ts'
+import { LoginLimiter } from '../session/login-limiter.ts'
+import { sessionCookieName } from '../session/plugin.ts'
+import { verifyPassword } from '../users/password.ts'
+import type { UserDirectory } from '../users/users-file.ts'
+
+export interface AuthRoutesOptions {
+  config: Config
+  /** Null when USERS_FILE is not configured: login is then not offered. */
+  users: UserDirectory | null
+  limiter?: LoginLimiter
+}
+
+const Orgs = Type.Union([Type.Array(Type.Integer({ minimum: 1 })), Type.Literal('*')], { description: 'organisation ids, or "*" for all' })
+
+const LoginBody = Type.Object({
+  username: Type.String({ minLength: 1, maxLength: 128 }),
+  password: Type.String({ minLength: 1, maxLength: 1024 })
+}, { additionalProperties: false, examples: [{ username: 'alice', password: 'correct horse battery staple' }] })
+
+const LoginReply = Type.Object({
+  token: Type.String({ description: 'the session JWT, for Authorization: Bearer' }),
+  token_type: Type.Literal('Bearer'),
+  expires_at: Type.String({ format: 'date-time' }),
+  user: Type.Object({ sub: Type.String(), orgs: Orgs })
+})
+
+const SessionReply = Type.Object({ sub: Type.String(), orgs: Orgs, expires_at: Type.String({ format: 'date-time' }) })
+
+export default async function authRoutes (fastify: FastifyInstance, { config, users, limiter = new LoginLimiter() }: AuthRoutesOptions) {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  const cookieName = sessionCookieName(config)
+  const cookie = { httpOnly: true, sameSite: 'strict' as const, path: '/', secure: config.SESSION_COOKIE_SECURE }
+
+  // Session material must never sit in a shared or browser cache, errors included.
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.header('cache-control', 'no-store')
+    done()
+  })
+
+  if (users !== null) {
+    app.post('/auth/login', {
+      bodyLimit: 4096,
+      config: {
+        public: true,
+        rateLimit: { max: config.LOGIN_RATE_LIMIT_PER_IP_PER_MINUTE, timeWindow: 60_000 }
+      },
+      schema: {
+        tags: ['auth'],
+        summary: 'Sign in with a username and password from the users file',
+        description: 'Answers the session token and sets it as an HttpOnly, SameSite=Strict cookie. ' +
+          'Unknown user and wrong password are indistinguishable. 5 failures for one username within 15 minutes lock it for the rest of the window.',
+        body: LoginBody,
+        response: {
+          200: LoginReply,
+          ...problemResponses([...COMMON_PROBLEMS, 'VALIDATION_FAILED', 'MALFORMED_JSON', 'INVALID_CREDENTIALS', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'RATE_LIMITED'])
+        }
+      }
+    }, async (request, reply) => {
+      const { username, password } = request.body
+      const wait = limiter.blockedFor(username)
+      if (wait > 0) throw new Problem('RATE_LIMITED', { detail: 'Too many failed sign-ins for this user; try again later', retryAfter: wait })
+      // Counted before verifying, so parallel guesses cannot all slip past the limit.
+      limiter.fail(username)
+      const user = users.get(username)
+      // An unknown user costs one scrypt too, against a dummy hash: same answer, same time.
+      const valid = await verifyPassword(password, user?.hash ?? users.dummy)
+      if (user === undefined || !valid) {
+        request.log.info({ event: 'login.failed' }, 'login failed')
+        throw new Problem('INVALID_CREDENTIALS', { detail: 'The username or password is wrong' })
+      }
+      limiter.succeed(username)
+      const token = app.jwt.sign(newSessionPayload(user.username, user.orgs))
+      const exp = app.jwt.decode<{ exp: number }>(token)?.exp ?? Math.floor(Date.now() / 1000) + config.SESSION_TTL_S
+      reply.setCookie(cookieName, token, { ...cookie, maxAge: config.SESSION_TTL_S })
+      request.log.info({ event: 'login.succeeded', sub: user.username }, 'login succeeded')
+      return { token, token_type: 'Bearer' as const, expires_at: new Date(exp * 1000).toISOString(), user: { sub: user.username, orgs: user.orgs } }
+    })
+  }
+
+  app.get('/auth/session', {
+    schema: {
+      tags: ['auth'],
+      summary: 'Who am I: the presented session',
+      response: { 200: SessionReply, ...problemResponses([...COMMON_PROBLEMS, 'UNAUTHENTICATED']) }
+    }
+  }, async (request) => {
+    const session = request.session as NonNullable<typeof request.session>
+    return { sub: session.sub, orgs: session.orgs, expires_at: new Date(session.exp * 1000).toISOString() }
+  })
+
+  app.post('/auth/logout', {
+    schema: {
+      tags: ['auth'],
+      summary: 'End the presented session: it is revoked until it expires and the cookie is cleared',
+      response: { 204: Type.Null({ description: 'Signed out' }), ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS]) }
+    }
+  }, async (request, reply) => {
+    app.revocations.revoke(request.session as NonNullable<typeof request.session>, request.sessionToken as string)
+    reply.clearCookie(cookieName, cookie)
+    request.log.info({ event: 'logout', sub: request.session?.sub }, 'logout')
+    return reply.code(204).send(null)
+  })
+}
