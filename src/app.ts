@@ -34,9 +34,10 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   // Loaded first: a broken users file must stop start-up with a message naming the bad entry.
   const users = config.USERS_FILE === undefined ? null : await UserDirectory.load(config.USERS_FILE)
 
+  const accessLog = new AccessLog()
   const app = Fastify({
     logger: loggerOptions(config.LOG_LEVEL, options.logStream),
-    logController: new AccessLog(),
+    logController: accessLog,
     genReqId: requestId,
     // A request must arrive completely within this; stops slowloris-style clients.
     requestTimeout: 15_000,
@@ -55,6 +56,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       plugins: [ajvFormats.default as never]
     },
     frameworkErrors (error, request, reply) {
+      // Router-level rejections (bad URL encoding, over-long param) bypass Fastify's response
+      // listeners, so without this they would leave no access line.
+      reply.raw.once('finish', () => accessLog.requestCompleted(null, request, reply))
       reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
       return sendProblem(reply, toProblem(error))
     }

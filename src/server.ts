@@ -9,7 +9,7 @@ function configOrExit (): Config {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     // One readable line naming every offending variable; no stack, no values of secrets.
-    process.stderr.write(`${JSON.stringify({ level: 'fatal', service: 'emnify-bff', variables: error.variables, msg: error.message })}\n`)
+    process.stderr.write(`${JSON.stringify({ level: 60, service: 'emnify-bff', variables: error.variables, msg: error.message })}\n`)
     process.exit(78) // EX_CONFIG
   }
 }
@@ -17,7 +17,7 @@ function configOrExit (): Config {
 const config = configOrExit()
 const app = await buildApp(config).catch((error: unknown) => {
   // e.g. an invalid users file: one readable line, no stack.
-  process.stderr.write(`${JSON.stringify({ level: 'fatal', service: 'emnify-bff', msg: (error as Error).message })}\n`)
+  process.stderr.write(`${JSON.stringify({ level: 60, service: 'emnify-bff', msg: (error as Error).message })}\n`)
   process.exit(78)
 })
 
