@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import ajvFormats from 'ajv-formats'
@@ -9,6 +9,11 @@ import { AccessLog, loggerOptions, requestId } from './logging/logger.ts'
 import authRoutes from './routes/auth.ts'
 import contactRoutes from './routes/contacts.ts'
 import healthRoutes from './routes/health.ts'
+import docsPlugin from './docs/plugin.ts'
+import metricsPlugin from './metrics/plugin.ts'
+import loadShedding from './protection/load-shedding.ts'
+import { sessionRateLimit } from './protection/rate-limit.ts'
+import { securityHeaders } from './protection/security-headers.ts'
 import sessionPlugin from './session/plugin.ts'
 import { EmnifyClient, type EmnifyClientOptions } from './upstream/emnify-client.ts'
 import { UserDirectory } from './users/users-file.ts'
@@ -27,12 +32,17 @@ export interface AppOptions {
   logStream?: DestinationStream
   /** Test hooks for the token cache (clock, jitter, backoff). */
   tokenCache?: EmnifyClientOptions['tokenCache']
+  /** Sees every route as it is registered (tests compare the OpenAPI document with what is served). */
+  onRoute?: (route: RouteOptions) => void
+  /** Event-loop sampling interval of load shedding, ms (default 1000); tests shorten it. */
+  loadSheddingSampleIntervalMs?: number
 }
 
 /** Builds the BFF from validated configuration. Does not listen and installs no signal handlers. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   // Loaded first: a broken users file must stop start-up with a message naming the bad entry.
   const users = config.USERS_FILE === undefined ? null : await UserDirectory.load(config.USERS_FILE)
+  const security = await securityHeaders()
 
   const accessLog = new AccessLog()
   const app = Fastify({
@@ -59,7 +69,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       // Router-level rejections (bad URL encoding, over-long param) bypass Fastify's response
       // listeners, so without this they would leave no access line.
       reply.raw.once('finish', () => accessLog.requestCompleted(null, request, reply))
-      reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
+      reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').headers(security)
       return sendProblem(reply, toProblem(error))
     }
   })
@@ -68,9 +78,12 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   app.decorate('lifecycle', { draining: false })
   app.decorate('users', users)
+  app.decorateRequest('upstream', null)
+  if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute)
 
+  // First hook of all, so that every answer carries these, errors and 404s included.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff')
+    reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').headers(security)
     done()
   })
   // While draining, every response ends its connection: keep-alive sockets would otherwise hold
@@ -91,13 +104,17 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       origin: origins,
       credentials: true,
       methods: ['GET', 'POST', 'PATCH'],
-      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF', 'X-Request-Id', 'Prefer'],
-      exposedHeaders: ['X-Request-Id', 'Retry-After', 'Preference-Applied'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF', 'X-Request-Id', 'Prefer', 'traceparent'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After', 'Preference-Applied', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
       maxAge: 600
     })
   }
-  await app.register(sessionPlugin, { config })
-  // Limits are declared per route (login now); the in-memory store is an LRU, so it stays bounded.
+  // Before any route, so that the document and the metrics see them all.
+  if (config.DOCS_ENABLED) await app.register(docsPlugin, { config })
+  await app.register(metricsPlugin, { config })
+  // After CORS (a browser must be able to read the 503), before the session is verified.
+  await app.register(loadShedding, { config, sampleIntervalMs: options.loadSheddingSampleIntervalMs })
+  // Limits are declared per route (login); the in-memory store is an LRU, so it stays bounded.
   await app.register(fastifyRateLimit, {
     global: false,
     cache: 10_000,
@@ -106,14 +123,21 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       retryAfter: Math.max(1, Math.ceil(context.ttl / 1000))
     })
   })
+  // Contact routes: per session `sub`, and per IP for the requests the session hook refuses.
+  const contactLimit = sessionRateLimit(app, config.RATE_LIMIT_PER_MINUTE)
+  await app.register(sessionPlugin, { config, onReject: contactLimit.onReject })
 
+  const metrics = app.metrics
   const client = new EmnifyClient({
     origin: config.EMNIFY_API_URL,
     applicationToken: config.EMNIFY_APPLICATION_TOKEN,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     userAgent: USER_AGENT,
-    tokenCache: options.tokenCache
+    tokenCache: options.tokenCache,
+    observe: metrics?.upstreamCall,
+    onTokenRefresh: metrics?.tokenRefresh
   })
+  metrics?.watchToken(() => client.tokens.expiresInSeconds())
   app.addHook('onClose', () => client.close())
 
   await app.register(healthRoutes)

@@ -1,11 +1,15 @@
 // `npm run demo`: the emnify simulator and the BFF in one process, no configuration needed.
 // Prints a ready-to-paste curl command with a freshly minted session. Ctrl-C stops both.
+// `npm run dev` runs it with `--dev` under `node --watch`: it restarts on every source change,
+// logs are pretty-printed on a terminal, and sessions survive restarts (a fixed dev-only secret).
 import { randomBytes } from 'node:crypto'
+import type { DestinationStream } from 'pino'
 import { buildApp } from './app.ts'
 import { loadConfig } from './config/config.ts'
 import { mintSession } from './session/mint.ts'
 import { DEFAULT_APPLICATION_TOKEN, startSimulator } from './simulator/simulator.ts'
 
+const dev = process.argv.includes('--dev')
 const port = process.env.PORT ?? '3000'
 const sim = await startSimulator({ host: '127.0.0.1', port: Number(process.env.SIM_PORT ?? 0) })
 
@@ -16,12 +20,18 @@ const config = loadConfig({
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
     EMNIFY_API_URL: sim.url,
     EMNIFY_APPLICATION_TOKEN: DEFAULT_APPLICATION_TOKEN,
-    // A fresh secret per run: demo sessions die with the demo.
-    SESSION_SECRET: randomBytes(32).toString('base64url'),
+    // A fresh secret per run: demo sessions die with the demo. In dev they outlive a restart.
+    SESSION_SECRET: dev ? 'dev-only-session-secret-never-use-in-production' : randomBytes(32).toString('base64url'),
     SESSION_COOKIE_SECURE: 'false'
   }
 })
-const app = await buildApp(config)
+// pino-pretty is a dev dependency: loaded only when asked for, and only for a human at a terminal.
+let logStream: DestinationStream | undefined
+if (dev && process.stdout.isTTY) {
+  const { default: pretty } = await import('pino-pretty')
+  logStream = pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,service' })
+}
+const app = await buildApp(config, { logStream })
 
 let stopping = false
 async function stop (signal: string) {

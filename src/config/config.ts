@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs'
+import { parseEnv } from 'node:util'
 import { envSchema } from 'env-schema'
 import ajvFormats from 'ajv-formats'
 import { Type, type Static, type TObject, type TProperties } from 'typebox'
@@ -28,7 +30,13 @@ export const ConfigProperties = {
   USERS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'path of the users file for POST /auth/login' })),
   CORS_ORIGINS: Type.String({ pattern: ORIGIN_LIST, default: '', description: 'comma-separated allowed origins; empty = no CORS headers' }),
   SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 120000, default: 0, description: 'after SIGTERM, keep accepting this long before draining' }),
-  LOGIN_RATE_LIMIT_PER_IP_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100000, default: 30, description: 'login attempts allowed per client IP per minute' })
+  LOGIN_RATE_LIMIT_PER_IP_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100000, default: 30, description: 'login attempts allowed per client IP per minute' }),
+  DOCS_ENABLED: Type.Boolean({ default: true, description: 'serve GET /docs (Swagger UI) and GET /docs/json, /docs/yaml (OpenAPI 3.1)' }),
+  METRICS_ENABLED: Type.Boolean({ default: true, description: 'serve Prometheus metrics at GET /metrics' }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'serve metrics on their own listener at this port (on HOST) instead of the main port' })),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600, description: 'contact requests per session sub per minute (per client IP without a valid session)' }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'shed load (503 OVERLOADED) above this mean event-loop delay; 0 disables' }),
+  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ minimum: 0, maximum: 1, default: 0.98, description: 'shed load (503 OVERLOADED) above this event-loop utilisation (0–1); 0 disables' })
 }
 
 export const ConfigSchema = Type.Object(ConfigProperties)
@@ -64,7 +72,9 @@ function describe (issues: AjvIssue[], data: Record<string, unknown>): ConfigErr
     // Never echo the value of a secret-looking variable back into logs.
     const secret = /SECRET|TOKEN|PASSWORD/.test(variable)
     const value = data[variable]
-    const shown = issue.keyword === 'required' || secret || value === undefined ? '' : ` (got ${JSON.stringify(String(value).slice(0, 80))})`
+    // Nor credentials inside a URL (`https://user:password@host`).
+    const text = String(value).replace(/\/\/\S*@/g, '//…@').slice(0, 80)
+    const shown = issue.keyword === 'required' || secret || value === undefined ? '' : ` (got ${JSON.stringify(text)})`
     const reason = issue.keyword === 'required'
       ? 'is required'
       : issue.keyword === 'pattern' ? 'has the wrong format' : (issue.message ?? 'is invalid')
@@ -82,18 +92,37 @@ export interface LoadOptions {
   dotenv?: boolean
 }
 
+/** An empty variable means "use the default", as in most twelve-factor tooling. */
+function withoutEmpty (env: Record<string, string | undefined>): Record<string, string> {
+  const result: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) if (value !== undefined && value !== '') result[key] = value
+  return result
+}
+
+/** `.env` in the working directory, if there is one. */
+function readDotenv (): Record<string, string | undefined> {
+  try {
+    return parseEnv(readFileSync('.env', 'utf8'))
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw error
+  }
+}
+
 /** Validates configuration once; every other module receives the typed result. */
 export function loadConfigFor<P extends TProperties> (schema: TObject<P>, options: LoadOptions = {}): Static<TObject<P>> {
   // env-schema mutates the schema (additionalProperties) – hand it a copy.
   const copy = structuredClone(schema) as unknown as Record<string, unknown>
-  const data = { ...(options.env ?? process.env) }
-  // An empty variable means "use the default", as in most twelve-factor tooling.
-  for (const key of Object.keys(data)) if (data[key] === '') delete data[key]
+  // Merged here, not by env-schema: it would add process.env to an explicit `env`, and keep empty values.
+  const data = { ...withoutEmpty(options.dotenv === true ? readDotenv() : {}), ...withoutEmpty(options.env ?? process.env) }
+  let issues = infiniteNumbers(copy, data)
+  let config: Static<TObject<P>> | undefined
   try {
-    return envSchema({
+    config = envSchema({
       schema: copy,
       data,
-      dotenv: options.dotenv ?? false,
+      env: false,
+      dotenv: false,
       ajv: {
         customOptions (ajv) {
           ajvFormats.default(ajv)
@@ -102,10 +131,20 @@ export function loadConfigFor<P extends TProperties> (schema: TObject<P>, option
       }
     }) as Static<TObject<P>>
   } catch (error) {
-    const issues = (error as { errors?: AjvIssue[] }).errors
-    if (issues === undefined) throw error
-    throw describe(issues, data)
+    const ajvIssues = (error as { errors?: AjvIssue[] }).errors
+    if (ajvIssues === undefined) throw error
+    issues = [...ajvIssues, ...issues]
   }
+  if (issues.length > 0 || config === undefined) throw describe(issues, data)
+  return config
+}
+
+/** Ajv coerces "1e999" to Infinity and then skips minimum/maximum, so such values are caught here. */
+function infiniteNumbers (schema: Record<string, unknown>, data: Record<string, string>): AjvIssue[] {
+  const properties = (schema.properties ?? {}) as Record<string, { type?: unknown }>
+  return Object.keys(data)
+    .filter((key) => ['integer', 'number'].includes(String(properties[key]?.type)) && Math.abs(Number(data[key])) === Infinity)
+    .map((key) => ({ instancePath: `/${key}`, keyword: 'maximum', message: 'must be a finite number', params: {} }))
 }
 
 export function loadConfig (options: LoadOptions = {}): Config {

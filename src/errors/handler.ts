@@ -32,7 +32,8 @@ function fieldErrors (issues: AjvIssue[], context: string | undefined): ProblemF
 /** Every failure, ours or Fastify's, becomes a Problem; unknown errors never show their message. */
 export function toProblem (error: FastifyError | Problem | Error): Problem {
   if (error instanceof Problem) return error
-  const e = error as FastifyError
+  // `throw null` must still end as problem+json, not crash the error handler.
+  const e = (error ?? {}) as FastifyError
   if (e.validation !== undefined) {
     return new Problem('VALIDATION_FAILED', {
       detail: e.validationContext === 'params' ? 'The path parameters are invalid' : 'The request body is invalid',
@@ -86,11 +87,11 @@ export function sendProblem (reply: FastifyReply, problem: Problem) {
   return reply.send(problemBody(problem, reply.request))
 }
 
-
 async function errorsPlugin (app: FastifyInstance) {
   app.setErrorHandler((error: FastifyError | Problem, request, reply) => {
     const problem = toProblem(error)
-    if (problem.status >= 500) {
+    // Shed requests are already counted by the access line; logging each would add to the overload.
+    if (problem.status >= 500 && problem.code !== 'OVERLOADED') {
       // Upstream failures are expected operating conditions; our own 500s are bugs.
       const level = problem.code === 'INTERNAL_ERROR' ? 'error' : 'warn'
       request.log[level]({ err: problem.cause ?? error, code: problem.code }, problem.detail)

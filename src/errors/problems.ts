@@ -25,6 +25,7 @@ export const PROBLEMS = {
   UPSTREAM_UNAVAILABLE: { status: 503, title: 'emnify is unavailable' },
   UPSTREAM_RATE_LIMITED: { status: 503, title: 'emnify rate limit reached' },
   SHUTTING_DOWN: { status: 503, title: 'Service is shutting down' },
+  OVERLOADED: { status: 503, title: 'Service is overloaded' },
   UPSTREAM_TIMEOUT: { status: 504, title: 'emnify did not answer in time' }
 } as const satisfies Record<string, { status: number, title: string }>
 

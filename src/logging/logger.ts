@@ -2,6 +2,14 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { LoggerOptions, DestinationStream } from 'pino'
+import type { UpstreamContext } from '../upstream/context.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by routes that call emnify; the access line reports its time, calls and outcome. */
+    upstream: UpstreamContext | null
+  }
+}
 
 /** Everything that could carry a credential, wherever it appears in a log object. */
 export const REDACT_PATHS = [
@@ -45,7 +53,23 @@ export function requestId (req: IncomingMessage): string {
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
 }
 
-/** One access line per request (Fastify's default writes two), with the route template and the actor. */
+interface AccessLine {
+  method: string
+  path: string
+  route: string | undefined
+  status: number
+  ms: number
+  sub: string | undefined
+  upstream_ms?: number
+  upstream_calls?: number
+  upstream_outcome?: string | undefined
+  trace_id?: string
+}
+
+/**
+ * One access line per request (Fastify's default writes two), with the route template, the
+ * actor and, for requests that called emnify, the time spent there and the last outcome.
+ */
 export class AccessLog extends LogController {
   constructor () {
     super({ requestIdLogLabel: 'request_id' })
@@ -56,13 +80,20 @@ export class AccessLog extends LogController {
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const url = request.url
     const query = url.indexOf('?')
-    const line = {
+    const line: AccessLine = {
       method: request.method,
       path: query === -1 ? url : url.slice(0, query),
       route: request.routeOptions.url,
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 100) / 100,
       sub: request.session?.sub
+    }
+    const upstream = request.upstream
+    if (upstream != null) {
+      line.upstream_ms = Math.round(upstream.ms * 100) / 100
+      line.upstream_calls = upstream.calls
+      line.upstream_outcome = upstream.outcome
+      if (upstream.traceparent !== undefined) line.trace_id = upstream.traceparent.slice(3, 35)
     }
     if (error) reply.log.error({ ...line, err: error }, 'request errored')
     else reply.log.info(line, 'request completed')

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Config } from '../config/config.ts'
 import { Problem } from '../errors/problems.ts'
-import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
+import { BODY_PROBLEMS, COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
 import { newSessionPayload } from '../session/claims.ts'
 import { LoginLimiter } from '../session/login-limiter.ts'
 import { sessionCookieName } from '../session/plugin.ts'
@@ -38,10 +38,11 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
   const cookieName = sessionCookieName(config)
   const cookie = { httpOnly: true, sameSite: 'strict' as const, path: '/', secure: config.SESSION_COOKIE_SECURE }
 
-  // Session material must never sit in a shared or browser cache, errors included.
-  app.addHook('onRequest', (_request, reply, done) => {
+  // Session material must never sit in a shared or browser cache, errors included. onSend, not
+  // onRequest: the session hook rejects (401/403) before this plugin's onRequest hooks would run.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     reply.header('cache-control', 'no-store')
-    done()
+    done(null, payload)
   })
 
   if (users !== null) {
@@ -59,7 +60,7 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
         body: LoginBody,
         response: {
           200: LoginReply,
-          ...problemResponses([...COMMON_PROBLEMS, 'VALIDATION_FAILED', 'MALFORMED_JSON', 'INVALID_CREDENTIALS', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'RATE_LIMITED'])
+          ...problemResponses([...COMMON_PROBLEMS, ...BODY_PROBLEMS, 'VALIDATION_FAILED', 'INVALID_CREDENTIALS', 'RATE_LIMITED'], { instance: '/auth/login' })
         }
       }
     }, async (request, reply) => {
@@ -88,7 +89,7 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
     schema: {
       tags: ['auth'],
       summary: 'Who am I: the presented session',
-      response: { 200: SessionReply, ...problemResponses([...COMMON_PROBLEMS, 'UNAUTHENTICATED']) }
+      response: { 200: SessionReply, ...problemResponses([...COMMON_PROBLEMS, 'UNAUTHENTICATED'], { instance: '/auth/session' }) }
     }
   }, async (request) => {
     const session = request.session as NonNullable<typeof request.session>
@@ -99,7 +100,7 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
     schema: {
       tags: ['auth'],
       summary: 'End the presented session: it is revoked until it expires and the cookie is cleared',
-      response: { 204: Type.Null({ description: 'Signed out' }), ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS]) }
+      response: { 204: Type.Null({ description: 'Signed out' }), ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS, ...BODY_PROBLEMS], { instance: '/auth/logout' }) }
     }
   }, async (request, reply) => {
     app.revocations.revoke(request.session as NonNullable<typeof request.session>, request.sessionToken as string)

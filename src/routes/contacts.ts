@@ -7,6 +7,7 @@ import { allowsOrganisation } from '../session/claims.ts'
 import { ContactParamsSchema, ContactPatchSchema, ContactSchema, ID_REGEX } from '../schemas/contact.ts'
 import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
 import type { EmnifyClient } from '../upstream/emnify-client.ts'
+import { upstreamContext, validTraceparent } from '../upstream/context.ts'
 
 export interface ContactRoutesOptions {
   client: EmnifyClient
@@ -63,6 +64,7 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
 
   app.patch('/api/v1/organisation/:org_id/contact/:contact_id', {
     bodyLimit: CONTACT_BODY_LIMIT,
+    config: { sessionRateLimit: true },
     onRequest: authoriseOrganisation,
     preParsing: requireJson,
     schema: {
@@ -72,9 +74,12 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
         'With `Prefer: return=representation` the updated contact is read back and returned.',
       params: ContactParamsSchema,
       body: ContactPatchSchema,
+      consumes: ['application/json', 'application/merge-patch+json'],
       headers: Type.Object({
         prefer: Type.Optional(Type.String({ description: '`return=representation` to receive the updated contact' })),
-        'x-request-id': Type.Optional(Type.String({ description: 'correlation id, `^[A-Za-z0-9._-]{1,64}$`; echoed and sent upstream' }))
+        'x-request-id': Type.Optional(Type.String({ description: 'correlation id, `^[A-Za-z0-9._-]{1,64}$`; echoed and sent upstream' })),
+        'x-csrf': Type.Optional(Type.String({ description: 'must be `1` when the session is sent as the cookie' })),
+        traceparent: Type.Optional(Type.String({ description: 'W3C Trace Context; forwarded to emnify when valid, otherwise dropped' }))
       }),
       response: {
         200: ContactSchema,
@@ -82,16 +87,18 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
         ...problemResponses([
           ...COMMON_PROBLEMS, ...SESSION_PROBLEMS,
           'VALIDATION_FAILED', 'MALFORMED_JSON', 'ORGANISATION_FORBIDDEN', 'CONTACT_NOT_FOUND', 'UPSTREAM_CONFLICT',
-          'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'UPSTREAM_VALIDATION_FAILED', 'UPSTREAM_ERROR',
+          'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'UPSTREAM_VALIDATION_FAILED', 'RATE_LIMITED', 'UPSTREAM_ERROR',
           'UPSTREAM_AUTH_FAILED', 'UPSTREAM_FORBIDDEN', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_RATE_LIMITED', 'UPSTREAM_TIMEOUT'
-        ])
+        ], { instance: '/api/v1/organisation/1/contact/2' })
       }
     }
   }, async (request, reply) => {
     const { org_id: orgId, contact_id: contactId } = request.params
     const patch = request.body
+    const upstream = upstreamContext(request.id, validTraceparent(request.headers.traceparent))
+    request.upstream = upstream
     // The validated object, re-serialised: nothing the schema did not accept can reach emnify.
-    await client.patchContact(orgId, contactId, JSON.stringify(patch), request.id)
+    await client.patchContact(orgId, contactId, JSON.stringify(patch), upstream)
 
     audit.info({
       event: 'contact.updated',
@@ -105,7 +112,7 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
     reply.header('vary', 'Prefer')
     if (prefersRepresentation(request.headers.prefer)) {
       try {
-        const contact = await client.getContact(orgId, contactId, request.id)
+        const contact = await client.getContact(orgId, contactId, upstream)
         if (typeof contact.id === 'number') {
           return reply.code(200).header('preference-applied', 'return=representation').send(contact as Static<typeof ContactSchema>)
         }

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { Problem } from '../errors/problems.ts'
 import { problemResponses } from '../schemas/responses.ts'
+import { OVERLOAD_RETRY_AFTER_S } from '../protection/load-shedding.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -13,7 +14,9 @@ declare module 'fastify' {
 const Status = Type.Object({ status: Type.String() })
 
 export default async function healthRoutes (app: FastifyInstance) {
-  const config = { public: true }
+  // Probes must answer under load: liveness always, readiness with its own verdict (below).
+  const config = { public: true, shedding: false }
+  const overloaded = app.hasDecorator('isUnderPressure') ? () => app.isUnderPressure() : () => false
   app.get('/health/live', {
     config,
     schema: { tags: ['health'], summary: 'Liveness: 200 while the process runs', response: { 200: Status } }
@@ -23,11 +26,12 @@ export default async function healthRoutes (app: FastifyInstance) {
     config,
     schema: {
       tags: ['health'],
-      summary: 'Readiness: 200 when serving, 503 once shutdown has begun',
-      response: { 200: Status, ...problemResponses(['SHUTTING_DOWN']) }
+      summary: 'Readiness: 200 when serving, 503 once shutdown has begun or while the service sheds load',
+      response: { 200: Status, ...problemResponses(['SHUTTING_DOWN', 'OVERLOADED'], { instance: '/health/ready' }) }
     }
   }, async () => {
     if (app.lifecycle.draining) throw new Problem('SHUTTING_DOWN', { detail: 'The service is draining', retryAfter: 5 })
+    if (overloaded()) throw new Problem('OVERLOADED', { detail: 'The service is shedding load', retryAfter: OVERLOAD_RETRY_AFTER_S })
     return { status: 'ready' }
   })
 }

@@ -65,7 +65,7 @@ export function isSessionClaims (payload: unknown, nowMs: number): payload is Se
   if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return false
   const p = payload as Record<string, unknown>
   if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 256) return false
-  if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isFinite(p.iat) || p.exp <= p.iat) return false
+  if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isFinite(p.iat) || !Number.isFinite(p.exp) || p.exp <= p.iat) return false
   // A session "issued" in the future is forged or from a broken clock.
   if (p.iat * 1000 > nowMs + CLOCK_TOLERANCE_MS) return false
   if (p.jti !== undefined && (typeof p.jti !== 'string' || p.jti.length === 0 || p.jti.length > 128)) return false

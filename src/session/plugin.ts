@@ -40,13 +40,18 @@ export function sessionCookieName (config: Pick<Config, 'SESSION_COOKIE_SECURE'>
 
 export interface SessionPluginOptions {
   config: Config
+  /**
+   * Called before a request is refused (401 or 403 from this hook); may throw another problem
+   * instead. The per-session rate limit uses it to count unauthenticated requests per IP.
+   */
+  onReject?: (request: FastifyRequest, reply: FastifyReply) => Promise<void> | undefined
 }
 
 function unauthenticated (detail: string): Problem {
   return new Problem('UNAUTHENTICATED', { detail })
 }
 
-async function sessionPlugin (app: FastifyInstance, { config }: SessionPluginOptions) {
+async function sessionPlugin (app: FastifyInstance, { config, onReject }: SessionPluginOptions) {
   const cookieName = sessionCookieName(config)
 
   await app.register(fastifyCookie)
@@ -77,9 +82,17 @@ async function sessionPlugin (app: FastifyInstance, { config }: SessionPluginOpt
    * Runs on every request before the body is read: one place for transport rules, CSRF and
    * verification, so a route added later is protected without opting in.
    */
-  app.addHook('onRequest', async (request: FastifyRequest, _reply: FastifyReply) => {
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.is404 || request.routeOptions.config.public === true) return
+    try {
+      authenticate(request)
+    } catch (error) {
+      if (onReject !== undefined) await onReject(request, reply)
+      throw error
+    }
+  })
 
+  function authenticate (request: FastifyRequest): void {
     const header = request.headers.authorization
     const cookie = request.cookies[cookieName]
     if (header !== undefined && cookie !== undefined) {
@@ -105,7 +118,7 @@ async function sessionPlugin (app: FastifyInstance, { config }: SessionPluginOpt
     }
     request.session = claims
     request.sessionToken = token
-  })
+  }
 }
 
 export default fp(sessionPlugin, { name: 'session', fastify: '5.x' })

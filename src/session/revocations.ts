@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { SessionClaims } from './claims.ts'
+import { CLOCK_TOLERANCE_MS, type SessionClaims } from './claims.ts'
 
 /**
  * Sessions ended by logout, remembered until they would have expired anyway. Keyed by `jti`, or
@@ -28,7 +28,8 @@ export class Revocations {
 
   revoke (claims: SessionClaims, token: string): void {
     const now = this.#now()
-    const expiresAt = claims.exp * 1000
+    // Verification accepts a token until exp plus the clock tolerance (inclusive); so must this.
+    const expiresAt = claims.exp * 1000 + CLOCK_TOLERANCE_MS + 1
     if (expiresAt <= now) return
     this.#prune(now)
     if (this.#entries.size >= this.#max) this.#evictSoonest()

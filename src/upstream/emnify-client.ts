@@ -1,5 +1,6 @@
 import { Problem } from '../errors/problems.ts'
 import { TokenCache } from './token-cache.ts'
+import { upstreamContext, type UpstreamContext } from './context.ts'
 import { TransportError, UpstreamHttp, type CallObserver, type UpstreamResponse } from './http.ts'
 import { problemForAuthenticate, problemForStatus, problemForTransport } from './translate.ts'
 
@@ -15,6 +16,10 @@ export interface EmnifyClientOptions {
 }
 
 export type ContactRepresentation = Record<string, unknown>
+
+function asContext (context: UpstreamContext | string): UpstreamContext {
+  return typeof context === 'string' ? upstreamContext(context) : context
+}
 
 function contactPath (orgId: string, contactId: string): string {
   return `/api/v1/organisation/${orgId}/contact/${contactId}`
@@ -76,7 +81,7 @@ export class EmnifyClient {
     operation: 'patch_contact' | 'get_contact',
     method: 'GET' | 'PATCH',
     path: string,
-    requestId: string,
+    context: UpstreamContext,
     body: string | undefined,
     readBody: boolean
   ): Promise<UpstreamResponse> {
@@ -86,12 +91,13 @@ export class EmnifyClient {
         authorization: `Bearer ${token}`,
         accept: 'application/json',
         'user-agent': this.#userAgent,
-        'x-request-id': requestId
+        'x-request-id': context.requestId
       }
       if (body !== undefined) headers['content-type'] = 'application/json'
+      if (context.traceparent !== undefined) headers.traceparent = context.traceparent
       let response: UpstreamResponse
       try {
-        response = await this.#http.call({ operation, method, path, headers, body, readBody })
+        response = await this.#http.call({ operation, method, path, headers, body, readBody, context })
       } catch (error) {
         throw problemForTransport(error as TransportError)
       }
@@ -101,13 +107,14 @@ export class EmnifyClient {
     }
   }
 
-  async patchContact (orgId: string, contactId: string, patch: string, requestId: string): Promise<void> {
-    const response = await this.#authorised('patch_contact', 'PATCH', contactPath(orgId, contactId), requestId, patch, false)
+  /** `context` is the inbound request's upstream record, or just its request id. */
+  async patchContact (orgId: string, contactId: string, patch: string, context: UpstreamContext | string): Promise<void> {
+    const response = await this.#authorised('patch_contact', 'PATCH', contactPath(orgId, contactId), asContext(context), patch, false)
     if (response.status < 200 || response.status >= 300) throw problemForStatus(response)
   }
 
-  async getContact (orgId: string, contactId: string, requestId: string): Promise<ContactRepresentation> {
-    const response = await this.#authorised('get_contact', 'GET', contactPath(orgId, contactId), requestId, undefined, true)
+  async getContact (orgId: string, contactId: string, context: UpstreamContext | string): Promise<ContactRepresentation> {
+    const response = await this.#authorised('get_contact', 'GET', contactPath(orgId, contactId), asContext(context), undefined, true)
     if (response.status !== 200) throw problemForStatus(response)
     let contact: unknown
     try {

@@ -1,5 +1,6 @@
 import { Pool, type Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { UpstreamContext } from './context.ts'
 
 export type Operation = 'authenticate' | 'patch_contact' | 'get_contact'
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'unreachable' | 'reset'
@@ -30,6 +31,8 @@ export interface CallRequest {
   body?: string
   /** Read the body of a 2xx answer (error bodies are always read, for translation). */
   readBody: boolean
+  /** The inbound request this call serves; its time and outcome are added to it. */
+  context?: UpstreamContext
 }
 
 export interface CallObserver {
@@ -138,26 +141,35 @@ export class UpstreamHttp {
         signal: controller.signal
       })
       const status = response.statusCode
-      let body: Buffer = EMPTY
-      if (status >= 300 || request.readBody) {
-        const declared = Number(response.headers['content-length'])
-        if (declared > this.#cap) {
-          response.body.destroy()
-          throw new TransportError('too_large')
-        }
-        body = await readCapped(response.body, this.#cap)
-      } else {
-        await response.body.dump()
+      // Every body is read to its end within the budget and the cap, even one the caller does not
+      // need: a 2xx whose body is cut off, stalls or never ends is a garbled answer, not a success
+      // (undici's dump() would swallow those failures).
+      const declared = Number(response.headers['content-length'])
+      if (declared > this.#cap) {
+        response.body.destroy()
+        throw new TransportError('too_large')
       }
-      this.#observe?.(request.operation, outcomeOf(status), performance.now() - started)
+      const received = await readCapped(response.body, this.#cap)
+      const body = status >= 300 || request.readBody ? received : EMPTY
+      this.#record(request, outcomeOf(status), started)
       return { status, headers: response.headers, body }
     } catch (error) {
       const failure = classify(error, timedOut)
-      const outcome = failure.kind === 'too_large' ? 'reset' : failure.kind
-      this.#observe?.(request.operation, outcome, performance.now() - started)
+      this.#record(request, failure.kind === 'too_large' ? 'reset' : failure.kind, started)
       throw failure
     } finally {
       clearTimeout(timer)
+    }
+  }
+
+  #record (request: CallRequest, outcome: Outcome, started: number): void {
+    const ms = performance.now() - started
+    this.#observe?.(request.operation, outcome, ms)
+    const context = request.context
+    if (context !== undefined) {
+      context.ms += ms
+      context.calls++
+      context.outcome = outcome
     }
   }
 

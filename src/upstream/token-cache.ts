@@ -10,7 +10,11 @@ export interface TokenCacheOptions {
   /** First backoff window after a failed authenticate; doubles per failure up to maxBackoffMs. */
   minBackoffMs?: number
   maxBackoffMs?: number
-  /** A token younger than this that is still rejected is not the problem; do not re-authenticate. */
+  /**
+   * A token fetched to replace a rejected one, and itself rejected within this time, points at
+   * the credential rather than the token: do not re-authenticate again (protects emnify's
+   * 100-authenticates-per-5-minutes allowance from a 401 storm).
+   */
   minReauthAgeMs?: number
   onRefresh?: (event: { ok: boolean, expiresAt?: number }) => void
 }
@@ -65,6 +69,9 @@ export class TokenCache {
 
   #token: string | undefined
   #obtainedAt = 0
+  /** The current token replaced one the upstream rejected. */
+  #isReplacement = false
+  #replacing = false
   #expiresAt = 0
   #refreshAt = 0
   #inflight: Promise<string> | undefined
@@ -79,7 +86,7 @@ export class TokenCache {
     this.#fallbackLifetimeMs = options.fallbackLifetimeMs ?? 5 * 60_000
     this.#minBackoffMs = options.minBackoffMs ?? 1000
     this.#maxBackoffMs = options.maxBackoffMs ?? 60_000
-    this.#minReauthAgeMs = options.minReauthAgeMs ?? 2000
+    this.#minReauthAgeMs = options.minReauthAgeMs ?? 5000
     this.#onRefresh = options.onRefresh
   }
 
@@ -103,14 +110,14 @@ export class TokenCache {
 
   /**
    * The upstream rejected `token` with 401. Drops it so the next `get` re-authenticates, and
-   * answers whether a retry with a new token is worthwhile: a token we just obtained that is
-   * rejected again points at the credential, not the token, so re-authenticating would only
-   * burn the upstream's authenticate quota.
+   * answers whether a retry with a new token is worthwhile: no, when the token was itself a
+   * fresh replacement for a rejected one.
    */
   reject (token: string): boolean {
     if (token !== this.#token) return true // already replaced by a concurrent request
-    if (this.#now() - this.#obtainedAt < this.#minReauthAgeMs) return false
+    if (this.#isReplacement && this.#now() - this.#obtainedAt < this.#minReauthAgeMs) return false
     this.#token = undefined
+    this.#replacing = true
     return true
   }
 
@@ -136,6 +143,8 @@ export class TokenCache {
         const times = tokenTimes(token, now, this.#fallbackLifetimeMs)
         this.#token = token
         this.#obtainedAt = now
+        this.#isReplacement = this.#replacing
+        this.#replacing = false
         this.#expiresAt = times.expiresAt
         this.#refreshAt = times.refreshAt
         this.#failures = 0

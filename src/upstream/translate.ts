@@ -4,6 +4,8 @@ import { TransportError, type UpstreamResponse } from './http.ts'
 const DEFAULT_RETRY_AFTER_S = { unavailable: 5, rateLimited: 60 }
 const MAX_RETRY_AFTER_S = 300
 const MAX_MESSAGE = 300
+// Redaction patterns backtrack; bodies can be 256 KiB, and only MAX_MESSAGE characters are shown.
+const MAX_INPUT = 1024
 const MAX_ERRORS = 20
 
 /** Retry-After from the upstream (seconds or HTTP date), clamped; emnify usually sends none. */
@@ -22,7 +24,10 @@ export function retryAfterSeconds (header: string | string[] | undefined, fallba
  */
 export function sanitiseMessage (value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined
-  let text = value
+  // Cut at a space, so no half of a secret escapes the patterns below.
+  const input = value.length > MAX_INPUT ? value.slice(0, MAX_INPUT).replace(/\S*$/, '') : value
+  let text = input
+    // eslint-disable-next-line no-control-regex -- removing control characters is the point
     .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
     .replace(/\beyJ[\w-]*\.[\w-]*\.?[\w-]*/g, '[redacted]')
     .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]')
@@ -31,7 +36,7 @@ export function sanitiseMessage (value: unknown): string | undefined {
     .replace(/\[?(?<![\w:])(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}(?:%[\w.-]+)?\]?(?::\d+)?/gi, '[address]')
     .replace(/\[?\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{0,4}\]?/gi, '[address]')
     // Host names, but not the domain of an e-mail address (`alice@mail.example.com` stays readable).
-    .replace(/(?:([\w.+-]+@)|(?<!@)\b)(?:[a-z0-9-]+\.)+(?:net|com|org|io|internal|local|cloud|aws|amazonaws)\b(?::\d+)?/gi,
+    .replace(/(?:((?<![\w.+-])[\w.+-]+@)|(?<!@)\b)(?:[a-z0-9-]+\.)+(?:net|com|org|io|internal|local|cloud|aws|amazonaws)\b(?::\d+)?/gi,
       (host: string, mailbox: string | undefined) => mailbox === undefined ? '[host]' : host)
     .replace(/\s+/g, ' ')
     .trim()

@@ -17,7 +17,7 @@ async function readPassword (): Promise<string> {
   }
   // Prompt on stderr and do not echo what is typed.
   const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
-  const write = (rl as unknown as { _writeToOutput: (s: string) => void })
+  const write = rl as unknown as { _writeToOutput: (s: string) => void }
   let prompted = false
   write._writeToOutput = (text: string) => {
     if (!prompted) {

@@ -30,7 +30,7 @@ export function parseHash (value: string): ScryptHash {
   if (match === null) throw new Error('password_hash must look like $scrypt$ln=15,r=8,p=1$<salt>$<key> (base64 without padding, 32-byte key)')
   const [ln, r, p] = [Number(match[1]), Number(match[2]), Number(match[3])]
   // Bounds keep one login from costing seconds of CPU or gigabytes of memory.
-  if (ln < 10 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16) throw new Error('password_hash parameters out of range (ln 10–20, r 1–32, p 1–16)')
+  if (ln < 10 || ln > 17 || r < 1 || r > 16 || p < 1 || p > 4) throw new Error('password_hash parameters out of range (ln 10–17, r 1–16, p 1–4)')
   const key = Buffer.from(match[5] as string, 'base64')
   if (key.length !== KEY_LENGTH) throw new Error('password_hash key must be 32 bytes')
   return { ln, r, p, salt: Buffer.from(match[4] as string, 'base64'), key }

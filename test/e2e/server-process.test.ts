@@ -16,7 +16,7 @@ interface Running {
 }
 
 /** Starts the real entry point as operators do, with an empty working directory (no .env). */
-async function startServer (t: Tap.Test, env: Record<string, string>): Promise<Running> {
+async function startServer (t: { testdir: () => string, teardown: (fn: () => void) => void }, env: Record<string, string>): Promise<Running> {
   const child = spawn(process.execPath, [SERVER], {
     cwd: t.testdir(),
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
@@ -40,11 +40,6 @@ async function startServer (t: Tap.Test, env: Record<string, string>): Promise<R
   })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   return { child, url, stdout, exit }
-}
-
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Tap { type Test = typeof t }
 }
 
 t.test('a bad configuration stops the process with one message naming every offending variable', async (t) => {

@@ -1,0 +1,111 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { Operation, Outcome } from '../upstream/http.ts'
+
+export type SessionEvent = 'login_ok' | 'login_failed' | 'logout' | 'rejected'
+export const SESSION_EVENTS: readonly SessionEvent[] = ['login_ok', 'login_failed', 'logout', 'rejected']
+
+/** Route label of requests that matched no route: raw URLs would make the label set unbounded. */
+export const NOT_FOUND_ROUTE = 'not_found'
+
+// Seconds; the upstream buckets reach the largest configurable UPSTREAM_TIMEOUT_MS.
+const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+const UPSTREAM_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+
+let processRegistry: Registry | undefined
+
+/**
+ * Process metrics (CPU, memory, GC, event loop) describe the process, not an app: collected once
+ * per process, however many apps a test builds, and served alongside each app's own series.
+ */
+function processMetrics (): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return processRegistry
+}
+
+/** The BFF's Prometheus series, in a registry of its own per app. */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly #http: Histogram<'method' | 'route' | 'status_code'>
+  readonly #upstream: Histogram<'operation' | 'outcome'>
+  readonly #authenticate: Counter<'outcome'>
+  readonly #sessions: Counter<'event'>
+  #tokenExpiresIn: () => number = () => 0
+
+  constructor () {
+    processMetrics()
+    const registers = [this.registry]
+    this.#http = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Time to answer an HTTP request, by method, route template and status code',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: HTTP_BUCKETS,
+      registers
+    })
+    this.#upstream = new Histogram({
+      name: 'emnify_bff_upstream_request_duration_seconds',
+      help: 'Time of one call to the emnify API, by operation and outcome (2xx, 4xx, 5xx, timeout, unreachable, reset)',
+      labelNames: ['operation', 'outcome'],
+      buckets: UPSTREAM_BUCKETS,
+      registers
+    })
+    this.#authenticate = new Counter({
+      name: 'emnify_bff_upstream_authenticate_total',
+      help: 'Exchanges of the application token for an auth_token, by outcome (ok, failed)',
+      labelNames: ['outcome'],
+      registers
+    })
+    this.#sessions = new Counter({
+      name: 'emnify_bff_sessions_total',
+      help: 'Session events: login_ok, login_failed, logout, rejected (a request refused by session verification)',
+      labelNames: ['event'],
+      registers
+    })
+    const tokenExpiresIn = () => this.#tokenExpiresIn()
+    // eslint-disable-next-line no-new -- registered in the registry, read only on scrape
+    new Gauge({
+      name: 'emnify_bff_upstream_token_expires_in_seconds',
+      help: 'Seconds until the cached emnify auth_token expires (0 when there is none)',
+      registers,
+      collect () { this.set(tokenExpiresIn()) }
+    })
+    // Series that exist from the first scrape, so rates and alerts do not start from "no data".
+    for (const outcome of ['ok', 'failed']) this.#authenticate.inc({ outcome }, 0)
+    for (const event of SESSION_EVENTS) this.#sessions.inc({ event }, 0)
+  }
+
+  request (method: string, route: string, statusCode: number, seconds: number): void {
+    this.#http.labels(method, route, String(statusCode)).observe(seconds)
+  }
+
+  /** The UpstreamHttp observer. */
+  readonly upstreamCall = (operation: Operation, outcome: Outcome, durationMs: number): void => {
+    this.#upstream.labels(operation, outcome).observe(durationMs / 1000)
+  }
+
+  /** The token cache's refresh listener. */
+  readonly tokenRefresh = (event: { ok: boolean }): void => {
+    this.#authenticate.labels(event.ok ? 'ok' : 'failed').inc()
+  }
+
+  session (event: SessionEvent): void {
+    this.#sessions.labels(event).inc()
+  }
+
+  /** Where the token gauge reads from at scrape time. */
+  watchToken (expiresInSeconds: () => number): void {
+    this.#tokenExpiresIn = expiresInSeconds
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+
+  /** The exposition text: process metrics, then this app's. */
+  async exposition (): Promise<string> {
+    const [process, own] = await Promise.all([processMetrics().metrics(), this.registry.metrics()])
+    return `${process}\n${own}`
+  }
+}

@@ -1,0 +1,228 @@
+// The OpenAPI 3.1 document (§8): generated from the routes' own schemas, committed, valid, complete
+// (every route and status the app serves, derived from the app itself), and the docs UI.
+import { readFile } from 'node:fs/promises'
+import t from 'tap'
+import type { RouteOptions } from 'fastify'
+import { Validator } from '@seriousme/openapi-schema-validator'
+import { buildApp } from '../../src/app.ts'
+import { openApiDocument, serialiseDocument } from '../../src/docs/openapi.ts'
+import { PROBLEMS } from '../../src/errors/problems.ts'
+import { CONTACT, session, startStack, testConfig } from '../helpers/stack.ts'
+import { openApiPath, PASSWORD, usersFile } from './ops-helpers.ts'
+
+const COMMITTED = new URL('../../openapi.json', import.meta.url)
+const CONTACT_ROUTE = '/api/v1/organisation/:org_id/contact/:contact_id'
+
+interface Operation {
+  security?: unknown[]
+  requestBody?: { content: Record<string, { schema: unknown, example?: unknown }> }
+  parameters?: Array<{ in: string, name: string }>
+  responses: Record<string, {
+    description: string
+    headers?: Record<string, unknown>
+    content?: Record<string, { schema: { properties?: { code?: { enum?: string[] } } }, examples?: Record<string, { value: { code: string, status: number } }> }>
+  }>
+}
+type Document = { openapi: string, paths: Record<string, Record<string, Operation>>, components: { securitySchemes: Record<string, Record<string, string>> }, security: unknown[] }
+
+const committed = async () => JSON.parse(await readFile(COMMITTED, 'utf8')) as Document
+
+/** Routes a client can call, as the app registered them: HEAD twins and the hidden docs UI routes aside. */
+function servedRoutes (routes: RouteOptions[]) {
+  return routes.filter((route) => route.method !== 'HEAD' && (route.schema as { hide?: boolean } | undefined)?.hide !== true)
+}
+
+t.test('the committed openapi.json is what `npm run openapi` produces (regenerate it when this fails)', async (t) => {
+  const fresh = serialiseDocument(await openApiDocument())
+  t.equal(await readFile(COMMITTED, 'utf8'), fresh, 'openapi.json is up to date')
+})
+
+t.test('openapi.json is a valid OpenAPI 3.1 document', async (t) => {
+  const document = await committed()
+  t.equal(document.openapi, '3.1.0')
+  const validator = new Validator()
+  const result = await validator.validate(document as unknown as Record<string, unknown>)
+  t.same(result.errors ?? [], [], 'no schema violations')
+  t.ok(result.valid, 'valid')
+  t.equal(validator.version, '3.1')
+})
+
+t.test('the document lists every route the app serves and every status each route declares, and nothing else', async (t) => {
+  const document = await committed()
+  const routes: RouteOptions[] = []
+  // Configured as the generator is: login offered, metrics on the main port, docs on.
+  const app = await buildApp(testConfig({ USERS_FILE: await usersFile(t), LOG_LEVEL: 'silent' }), { onRoute: (route) => { routes.push(route) } })
+  t.teardown(() => app.close())
+  await app.ready()
+
+  const served = servedRoutes(routes)
+  t.ok(served.length >= 6, `${served.length} routes collected from the app`)
+  const documented = new Set<string>()
+  for (const [path, operations] of Object.entries(document.paths)) {
+    for (const method of Object.keys(operations)) documented.add(`${method.toUpperCase()} ${path}`)
+  }
+  const seen = new Set<string>()
+  for (const route of served) {
+    for (const method of [route.method].flat()) {
+      const key = `${method} ${openApiPath(route.url)}`
+      seen.add(key)
+      const operation = document.paths[openApiPath(route.url)]?.[method.toLowerCase()]
+      if (operation === undefined) {
+        t.fail(`${key} is not documented`)
+        continue
+      }
+      const declared = (route.schema as { response?: Record<string, { content?: Record<string, { schema: { properties?: { code?: { enum?: string[] } } } }> }> } | undefined)?.response ?? {}
+      t.ok(Object.keys(declared).length > 0, `${key} declares its responses`)
+      t.same(Object.keys(operation.responses).sort(), Object.keys(declared).sort(), `${key}: the document has exactly the declared statuses`)
+      for (const [status, response] of Object.entries(declared)) {
+        const problem = response.content?.['application/problem+json']
+        if (problem === undefined) continue
+        const codes = problem.schema.properties?.code?.enum ?? []
+        t.same(operation.responses[status]?.content?.['application/problem+json']?.schema.properties?.code?.enum, codes, `${key} ${status}: codes ${codes.join(', ')}`)
+        for (const code of codes) {
+          t.equal(PROBLEMS[code as keyof typeof PROBLEMS].status, Number(status), `${code} belongs under ${status}`)
+          t.ok(operation.responses[status]?.description.includes(code), `${key} ${status}: ${code} named in the description`)
+          t.equal(operation.responses[status]?.content?.['application/problem+json']?.examples?.[code]?.value.code, code, `${key} ${status}: an example of ${code}`)
+        }
+      }
+    }
+  }
+  t.same([...documented].filter((key) => !seen.has(key)), [], 'the document describes no route the app does not serve')
+})
+
+t.test('every status and code the app actually answers is documented for its route', async (t) => {
+  const document = await committed()
+  const stack = await startStack(t, { env: { USERS_FILE: await usersFile(t), RATE_LIMIT_PER_MINUTE: '8', UPSTREAM_TIMEOUT_MS: '300' } })
+  const bearer = { authorization: `Bearer ${stack.token}` }
+  const json = { 'content-type': 'application/json' }
+  const cookie = { cookie: `__Host-session=${stack.token}` }
+  const observed: Array<{ id: string, status: number, code: string | undefined }> = []
+  async function send (method: string, path: string, options: { headers?: Record<string, string>, body?: string | object } = {}) {
+    const reply = await stack.call(method, path, options)
+    const problem = /problem\+json/.test(String(reply.headers['content-type'])) ? reply.json().code as string : undefined
+    observed.push({ id: String(reply.headers['x-request-id']), status: reply.status, code: problem })
+    return reply
+  }
+  const patch = (body: string | object, headers: Record<string, string> = {}) => send('PATCH', CONTACT, { headers: { ...bearer, ...json, ...headers }, body })
+
+  await send('GET', '/health/live')
+  await send('GET', '/health/ready')
+  await send('GET', '/metrics')
+  await send('POST', '/auth/login', { headers: json, body: { username: 'alice', password: PASSWORD } })
+  await send('POST', '/auth/login', { headers: json, body: { username: 'alice', password: 'wrong' } })
+  await send('POST', '/auth/login', { headers: json, body: { username: 'alice' } })
+  await send('POST', '/auth/login', { headers: json, body: '{"username":' })
+  await send('POST', '/auth/login', { headers: { 'content-type': 'text/plain' }, body: 'alice' })
+  await send('GET', '/auth/session', { headers: bearer })
+  await send('GET', '/auth/session')
+  await send('POST', '/auth/logout', { headers: { ...bearer, 'content-type': 'text/plain' }, body: 'x' })
+  await send('POST', '/auth/logout', { headers: cookie })
+  await send('POST', '/auth/logout', { headers: { authorization: `Bearer ${session('carol')}` } })
+  await patch({ city: 'Berlin' })
+  await patch({ city: 'Berlin' }, { prefer: 'return=representation' })
+  await patch({ colour: 'red' })
+  await patch('{"city":')
+  await patch({ city: 'x'.repeat(20_000) })
+  await patch({ city: 'Berlin' }, { 'content-type': 'text/plain' })
+  await send('PATCH', '/api/v1/organisation/9/contact/1', { headers: { ...bearer, ...json }, body: { city: 'Berlin' } })
+  await send('PATCH', CONTACT, { headers: { ...cookie, ...json }, body: { city: 'Berlin' } })
+  for (const [status, times] of [[404, 1], [409, 1], [422, 1], [500, 1], [403, 1], [503, 1]]) {
+    stack.sim.setFault({ operation: 'patch_contact', kind: 'status', status: status as number, times })
+    await patch({ city: 'Berlin' }, { authorization: `Bearer ${session(`user-${status}`)}` })
+  }
+  stack.sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 1_000, times: 1 })
+  await patch({ city: 'Berlin' }, { authorization: `Bearer ${session('slow')}` })
+  stack.sim.clearFaults()
+  for (let i = 0; i < 9; i++) await patch({ city: 'Berlin' }, { authorization: `Bearer ${session('busy')}` })
+
+  const routeOf = new Map<string, { method: string, route: string | undefined }>()
+  for (const record of stack.logs.records()) {
+    if (record.msg === 'request completed') routeOf.set(String(record.request_id), { method: String(record.method), route: record.route as string | undefined })
+  }
+  const statuses = new Set<number>()
+  for (const { id, status, code } of observed) {
+    const where = routeOf.get(id)
+    if (where?.route === undefined) {
+      t.fail(`no access line with a route for request ${id}`)
+      continue
+    }
+    statuses.add(status)
+    const response = document.paths[openApiPath(where.route)]?.[where.method.toLowerCase()]?.responses[String(status)]
+    t.ok(response, `${where.method} ${where.route} ${status} is documented`)
+    if (code !== undefined) {
+      t.ok(response?.content?.['application/problem+json']?.schema.properties?.code?.enum?.includes(code), `${where.method} ${where.route} ${status} ${code} is documented`)
+    }
+  }
+  t.same([...statuses].sort(), [200, 204, 400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504], 'the traffic covered the statuses intended')
+})
+
+t.test('the document carries the contract: both PATCH media types, security schemes, public routes, examples', async (t) => {
+  const document = await committed()
+  const patch = document.paths[openApiPath(CONTACT_ROUTE)]?.patch
+  if (patch === undefined) throw new Error('PATCH is not documented')
+  t.same(Object.keys(patch.requestBody?.content ?? {}).sort(), ['application/json', 'application/merge-patch+json'], 'the PATCH body under both media types')
+  t.ok(patch.requestBody?.content['application/json']?.example, 'an example patch')
+  t.same(patch.parameters?.filter((p) => p.in === 'path').map((p) => p.name), ['org_id', 'contact_id'], 'both path parameters')
+  t.ok(patch.parameters?.some((p) => p.in === 'header' && p.name === 'x-csrf'), 'X-CSRF documented')
+  for (const [status, response] of Object.entries(patch.responses)) {
+    if (Number(status) < 400) continue
+    t.same(Object.keys(response.content ?? {}), ['application/problem+json'], `${status} is problem+json`)
+  }
+  t.ok(patch.responses['429']?.headers?.['Retry-After'], '429 documents Retry-After')
+  t.ok(patch.responses['429']?.headers?.['RateLimit-Remaining'], '429 documents the RateLimit headers')
+
+  const schemes = document.components.securitySchemes
+  t.match(schemes.bearerAuth, { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
+  t.match(schemes.sessionCookie, { type: 'apiKey', in: 'cookie', name: '__Host-session' })
+  t.match(schemes.sessionCookie?.description, /X-CSRF: 1/)
+  t.same(document.security, [{ bearerAuth: [] }, { sessionCookie: [] }], 'a session is required by default')
+  for (const path of ['/health/live', '/health/ready', '/metrics']) t.same(document.paths[path]?.get?.security, [], `${path} is public`)
+  t.same(document.paths['/auth/login']?.post?.security, [], 'login is public')
+  t.equal(patch.security, undefined, 'the PATCH requires a session')
+})
+
+t.test('Swagger UI is served at /docs with a CSP that lets its own assets load', async (t) => {
+  const stack = await startStack(t)
+  const page = await stack.call('GET', '/docs')
+  t.equal(page.status, 200, 'no session needed')
+  t.match(page.headers['content-type'], /^text\/html/)
+  const csp = String(page.headers['content-security-policy'])
+  const directives = new Map(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([name, ...values]) => [name, values]))
+  for (const name of ['script-src', 'style-src', 'img-src', 'connect-src']) t.ok(directives.get(name)?.includes("'self'"), `${name} allows 'self'`)
+  t.ok(directives.get('img-src')?.includes('data:'), 'the logo (a data: URL) may load')
+  t.same(directives.get('frame-ancestors'), ["'none'"], 'not frameable')
+  t.notOk(directives.get('script-src')?.includes("'unsafe-inline'"), 'no inline scripts')
+
+  const assets = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] as string)
+  t.ok(assets.length >= 4, 'the page references its assets')
+  for (const asset of assets) {
+    t.ok(asset.startsWith('/docs/static/'), `${asset} is same-origin, under /docs/static`)
+    const reply = await stack.call('GET', asset)
+    t.equal(reply.status, 200, `${asset} is served`)
+  }
+  const spec = await stack.call('GET', '/docs/json')
+  t.equal(spec.status, 200)
+  t.equal(spec.json().openapi, '3.1.0')
+  t.ok(spec.json().paths[openApiPath(CONTACT_ROUTE)], 'the served document describes the PATCH')
+  const yaml = await stack.call('GET', '/docs/yaml')
+  t.equal(yaml.status, 200)
+  t.match(yaml.text, /^openapi: 3\.1\.0/m)
+  t.equal(stack.sim.state.counters.total, 0, 'the docs reach nothing upstream')
+})
+
+t.test('the served document follows the configuration: no login without USERS_FILE, the cookie name', async (t) => {
+  const stack = await startStack(t, { env: { SESSION_COOKIE_SECURE: 'false' } })
+  const document = (await stack.call('GET', '/docs/json')).json() as Document
+  t.notOk(document.paths['/auth/login'], 'login is not offered, so not documented')
+  t.equal(document.components.securitySchemes.sessionCookie?.name, 'session')
+})
+
+t.test('DOCS_ENABLED=false: /docs, /docs/json and /docs/yaml are 404 problems', async (t) => {
+  const stack = await startStack(t, { env: { DOCS_ENABLED: 'false' } })
+  for (const path of ['/docs', '/docs/json', '/docs/yaml', '/docs/static/swagger-ui.css']) {
+    const reply = await stack.call('GET', path)
+    t.equal(reply.status, 404, path)
+    t.equal(reply.json().code, 'NOT_FOUND')
+  }
+  t.equal((await stack.patch(CONTACT, { city: 'Berlin' })).status, 204, 'the API still works')
+})
