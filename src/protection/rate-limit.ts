@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { Problem } from '../errors/problems.ts'
 
 declare module 'fastify' {
@@ -32,7 +32,7 @@ export function sessionRateLimit (app: FastifyInstance, max: number): SessionRat
   const policy = `${max};w=${WINDOW_MS / 1000}`
   const limit = String(max)
 
-  const limitBySession: onRequestAsyncHookHandler = async function limitBySession (request, reply) {
+  async function limitBySession (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const result = await check(request)
     if (result.isAllowed) return
     const remaining = String(result.remaining)
@@ -52,6 +52,6 @@ export function sessionRateLimit (app: FastifyInstance, max: number): SessionRat
   })
 
   return {
-    onReject: (request, reply) => request.routeOptions.config.sessionRateLimit === true ? limitBySession.call(app, request, reply) as Promise<void> : undefined
+    onReject: (request, reply) => request.routeOptions.config.sessionRateLimit === true ? limitBySession(request, reply) : undefined
   }
 }

@@ -26,8 +26,6 @@ t.test('load shedding: an event loop over MAX_EVENT_LOOP_DELAY_MS answers 503 OV
   const stack = await sheddingStack(t, { MAX_EVENT_LOOP_DELAY_MS: '20', MAX_EVENT_LOOP_UTILIZATION: '0' })
   // Start-up itself (loading, compiling) can exceed so tight a limit for a sample or two.
   await eventually(async () => (await stack.call('GET', '/health/ready')).status === 200, 10_000, 'ready after start-up')
-  t.equal((await stack.patch(CONTACT, { city: 'Berlin' })).status, 204, 'served while the loop is idle')
-  stack.sim.reset()
 
   const release = saturateEventLoop()
   t.teardown(release)
@@ -51,7 +49,8 @@ t.test('load shedding: an event loop over MAX_EVENT_LOOP_DELAY_MS answers 503 OV
 
   release()
   await eventually(async () => (await stack.call('GET', '/health/ready')).status === 200, 10_000, 'readiness 200 again')
-  t.equal((await stack.patch(CONTACT, { city: 'Köln' })).status, 204, 'served again once the loop recovers')
+  await eventually(async () => (await stack.patch(CONTACT, { city: 'Köln' })).status === 204, 10_000, 'served again once the loop recovers')
+  t.equal(stack.sim.state.counters.patch_contact, 1, 'the first PATCH after recovery reached emnify')
 })
 
 t.test('load shedding: event-loop utilisation over MAX_EVENT_LOOP_UTILIZATION sheds too', async (t) => {

@@ -114,7 +114,8 @@ t.test('upstream validation messages are sanitised before they reach the fronten
     ['10.1.2.3', 'http://', jwt, 'amazonaws.com', '\u0000', 'x'.repeat(1000)])
   t.match(body.detail, /^Rejected by/)
   const errors = body.errors as Array<{ detail: string }>
-  t.equal(errors.length, 3)
+  // The 5000-character unbroken token cannot be redacted safely in part, so it is dropped.
+  t.equal(errors.length, 2)
   t.match(errors[0]?.detail, /^name: too long/)
   t.notOk([...(errors[0]?.detail ?? '')].some((char) => char.charCodeAt(0) < 0x20), 'no control characters')
   t.equal(errors[1]?.detail, 'email: must be a well-formed email address', 'harmless messages are kept as they are')

@@ -21,6 +21,10 @@ export function testConfig (env: Record<string, string | undefined> = {}): Confi
       EMNIFY_API_URL: 'http://127.0.0.1:9',
       LOG_LEVEL: 'info',
       UPSTREAM_TIMEOUT_MS: '2000',
+      // The suite runs many files at once on two cores; load shedding would turn that into
+      // random 503s. The protection tests switch it on explicitly.
+      MAX_EVENT_LOOP_DELAY_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
       ...env
     }
   })
