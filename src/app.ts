@@ -57,7 +57,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     keepAliveTimeout: 72_000,
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 64 },
-    return503OnClosing: true,
+    // While closing, keep answering requests on open connections (each response then closes its
+    // connection) instead of Fastify's own non-problem 503 body.
+    return503OnClosing: false,
     ajv: {
       // Reject what the schema does not describe, never reshape it: a strict proxy forwards
       // exactly what it validated.
