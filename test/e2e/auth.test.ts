@@ -1,6 +1,6 @@
 // Login, who-am-I and logout end to end: the users file, the cookie and its CSRF rule, the
 // brute-force limits, revocation, SIGHUP reloads of the real server and the users CLI.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFile, readdir, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { request } from 'undici'
 import { buildApp } from '../../src/app.ts'
 import { hashPassword, parseHash, verifyPassword } from '../../src/users/password.ts'
 import { parseUsers } from '../../src/users/users-file.ts'
+import { startServer, type RunningServer } from '../helpers/server-process.ts'
 import {
   APPLICATION_TOKEN,
   CONTACT,
@@ -32,7 +33,6 @@ const WRONG = 'incorrect donkey battery staple'
 const FAST = { ln: 10, r: 8, p: 1 }
 const FAST_HASH = await hashPassword(PASSWORD, FAST)
 const HS256 = { alg: 'HS256', typ: 'JWT' }
-const SERVER = new URL('../../src/server.ts', import.meta.url).pathname
 const CLI = new URL('../../src/users/cli.ts', import.meta.url).pathname
 
 interface UserEntry { username: string, password_hash?: string, orgs: number[] | '*' }
@@ -463,38 +463,7 @@ t.test('logs never contain the password, the issued token or the session secret'
 
 // -- the real server process and the operator CLI ------------------------------------------------
 
-interface Running {
-  child: ChildProcessWithoutNullStreams
-  url: string
-  stdout: string[]
-  exit: Promise<number | null>
-}
-
-async function startServer (t: Test, cwd: string, env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, [SERVER], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
-  })
-  const stdout: string[] = []
-  const exit = once(child, 'exit').then(([code]) => code as number | null)
-  let buffered = ''
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8')
-      let newline: number
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline)
-        buffered = buffered.slice(newline + 1)
-        stdout.push(line)
-        const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
-        if (match !== null) resolve(match[1] as string)
-      }
-    })
-    exit.then((code) => reject(new Error(`server exited early with ${code}`)), reject)
-  })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  return { child, url, stdout, exit }
-}
+type Running = RunningServer
 
 /** Waits (bounded) until the server has logged a line containing `text` at or after line `from`. */
 async function logged (server: Running, text: string, from: number): Promise<boolean> {

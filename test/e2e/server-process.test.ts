@@ -1,46 +1,13 @@
 import t from 'tap'
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { startSimulator } from '../../src/simulator/simulator.ts'
 import { APPLICATION_TOKEN, SECRET, session } from '../helpers/stack.ts'
+import { SERVER, startServer } from '../helpers/server-process.ts'
 
-const SERVER = new URL('../../src/server.ts', import.meta.url).pathname
-
-interface Running {
-  child: ChildProcessWithoutNullStreams
-  url: string
-  stdout: string[]
-  exit: Promise<number | null>
-}
-
-/** Starts the real entry point as operators do, with an empty working directory (no .env). */
-async function startServer (t: { testdir: () => string, teardown: (fn: () => void) => void }, env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, [SERVER], {
-    cwd: t.testdir(),
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
-  })
-  const stdout: string[] = []
-  const exit = once(child, 'exit').then(([code]) => code as number | null)
-  let buffered = ''
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8')
-      let newline: number
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline)
-        buffered = buffered.slice(newline + 1)
-        stdout.push(line)
-        const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
-        if (match !== null) resolve(match[1] as string)
-      }
-    })
-    exit.then((code) => reject(new Error(`server exited early with ${code}`)), reject)
-  })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  return { child, url, stdout, exit }
-}
+const startServerIn = (t: { testdir: () => string, teardown: (fn: () => void) => void }, env: Record<string, string>) => startServer(t, t.testdir(), env)
 
 t.test('a bad configuration stops the process with one message naming every offending variable', async (t) => {
   const child = spawn(process.execPath, [SERVER], {
@@ -89,7 +56,7 @@ t.test('a .env file in the working directory is read', async (t) => {
 t.test('SIGTERM: readiness fails at once, traffic is served through the drain delay, in-flight work finishes, exit 0', async (t) => {
   const sim = await startSimulator({ applicationTokens: [APPLICATION_TOKEN] })
   t.teardown(() => sim.close())
-  const server = await startServer(t, {
+  const server = await startServerIn(t, {
     EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
     SESSION_SECRET: SECRET,
     EMNIFY_API_URL: sim.url,
@@ -133,7 +100,7 @@ t.test('SIGTERM: readiness fails at once, traffic is served through the drain de
 t.test('a second signal exits at once', async (t) => {
   const sim = await startSimulator({ applicationTokens: [APPLICATION_TOKEN] })
   t.teardown(() => sim.close())
-  const server = await startServer(t, {
+  const server = await startServerIn(t, {
     EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
     SESSION_SECRET: SECRET,
     EMNIFY_API_URL: sim.url,
