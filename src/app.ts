@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import ajvFormats from 'ajv-formats'
@@ -45,6 +45,10 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   const security = await securityHeaders()
 
   const accessLog = new AccessLog()
+  // Every answer carries these; also called where hooks do not run (router-level errors).
+  const stampHeaders = (request: FastifyRequest, reply: FastifyReply) => {
+    reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').headers(security)
+  }
   const app = Fastify({
     logger: loggerOptions(config.LOG_LEVEL, options.logStream),
     logController: accessLog,
@@ -71,7 +75,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       // Router-level rejections (bad URL encoding, over-long param) bypass Fastify's response
       // listeners, so without this they would leave no access line.
       reply.raw.once('finish', () => accessLog.requestCompleted(null, request, reply))
-      reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').headers(security)
+      stampHeaders(request, reply)
       return sendProblem(reply, toProblem(error))
     }
   })
@@ -85,7 +89,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   // First hook of all, so that every answer carries these, errors and 404s included.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').headers(security)
+    stampHeaders(request, reply)
     done()
   })
   // While draining, every response ends its connection: keep-alive sockets would otherwise hold
@@ -144,7 +148,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   await app.register(healthRoutes)
   await app.register(authRoutes, { config, users })
-  await app.register(contactRoutes, { client, audit: app.log.child({ log_type: 'audit' }) as never })
+  await app.register(contactRoutes, { client, audit: app.log.child({ log_type: 'audit' }) })
 
   return app
 }

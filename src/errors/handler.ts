@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { pathOf } from '../logging/logger.ts'
 import { Problem, PROBLEMS, problemType, type ProblemBody, type ProblemField } from './problems.ts'
 
 interface AjvIssue {
@@ -65,14 +66,12 @@ export function toProblem (error: FastifyError | Problem | Error): Problem {
 }
 
 export function problemBody (problem: Problem, request: FastifyRequest): ProblemBody {
-  const url = request.url
-  const query = url.indexOf('?')
   const body: ProblemBody = {
     type: problemType(problem.code),
     title: PROBLEMS[problem.code].title,
     status: problem.status,
     detail: problem.detail,
-    instance: query === -1 ? url : url.slice(0, query),
+    instance: pathOf(request.url),
     code: problem.code,
     request_id: request.id
   }

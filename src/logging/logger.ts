@@ -45,6 +45,12 @@ export function loggerOptions (level: string, stream?: DestinationStream): Logge
   }
 }
 
+/** The request path without its query string: what logs and problem `instance`s show. */
+export function pathOf (url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/
 
 /** Keeps a caller's X-Request-Id only when it is safe to log and forward; otherwise a fresh one. */
@@ -78,11 +84,9 @@ export class AccessLog extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const url = request.url
-    const query = url.indexOf('?')
     const line: AccessLine = {
       method: request.method,
-      path: query === -1 ? url : url.slice(0, query),
+      path: pathOf(request.url),
       route: request.routeOptions.url,
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 100) / 100,

@@ -1,7 +1,6 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type Static } from 'typebox'
-import type { Logger } from 'pino'
 import { Problem } from '../errors/problems.ts'
 import { allowsOrganisation } from '../session/claims.ts'
 import { ContactParamsSchema, ContactPatchSchema, ContactSchema, ID_REGEX } from '../schemas/contact.ts'
@@ -11,7 +10,7 @@ import { upstreamContext, validTraceparent } from '../upstream/context.ts'
 
 export interface ContactRoutesOptions {
   client: EmnifyClient
-  audit: Logger
+  audit: FastifyBaseLogger
 }
 
 export const CONTACT_BODY_LIMIT = 16 * 1024

@@ -1,6 +1,6 @@
 import { Problem } from '../errors/problems.ts'
 import { TokenCache } from './token-cache.ts'
-import { upstreamContext, type UpstreamContext } from './context.ts'
+import type { UpstreamContext } from './context.ts'
 import { TransportError, UpstreamHttp, type CallObserver, type UpstreamResponse } from './http.ts'
 import { problemForAuthenticate, problemForStatus, problemForTransport } from './translate.ts'
 
@@ -16,10 +16,6 @@ export interface EmnifyClientOptions {
 }
 
 export type ContactRepresentation = Record<string, unknown>
-
-function asContext (context: UpstreamContext | string): UpstreamContext {
-  return typeof context === 'string' ? upstreamContext(context) : context
-}
 
 function contactPath (orgId: string, contactId: string): string {
   return `/api/v1/organisation/${orgId}/contact/${contactId}`
@@ -107,14 +103,14 @@ export class EmnifyClient {
     }
   }
 
-  /** `context` is the inbound request's upstream record, or just its request id. */
-  async patchContact (orgId: string, contactId: string, patch: string, context: UpstreamContext | string): Promise<void> {
-    const response = await this.#authorised('patch_contact', 'PATCH', contactPath(orgId, contactId), asContext(context), patch, false)
+  /** `context` is the inbound request's upstream record: request id, traceparent, time spent. */
+  async patchContact (orgId: string, contactId: string, patch: string, context: UpstreamContext): Promise<void> {
+    const response = await this.#authorised('patch_contact', 'PATCH', contactPath(orgId, contactId), context, patch, false)
     if (response.status < 200 || response.status >= 300) throw problemForStatus(response)
   }
 
-  async getContact (orgId: string, contactId: string, context: UpstreamContext | string): Promise<ContactRepresentation> {
-    const response = await this.#authorised('get_contact', 'GET', contactPath(orgId, contactId), asContext(context), undefined, true)
+  async getContact (orgId: string, contactId: string, context: UpstreamContext): Promise<ContactRepresentation> {
+    const response = await this.#authorised('get_contact', 'GET', contactPath(orgId, contactId), context, undefined, true)
     if (response.status !== 200) throw problemForStatus(response)
     let contact: unknown
     try {
