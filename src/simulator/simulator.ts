@@ -282,6 +282,7 @@ function handleApi (state: SimulatorState, req: IncomingMessage, res: ServerResp
   }
   const failure = authFailure(state, req.headers.authorization)
   if (failure !== undefined) {
+    state.countUnauthorized()
     sendJson(res, 401, failure)
     return
   }

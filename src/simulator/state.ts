@@ -28,6 +28,8 @@ export interface SimulatorOptions {
   maxCalls?: number
   /** Auth tokens remembered; beyond this the oldest are forgotten and become invalid (default 100 000). */
   maxTokens?: number
+  /** Sees every auth token as it is issued (the tests' leak scanner looks for them in the BFF's output). */
+  onTokenIssued?: (token: string) => void
 }
 
 export interface RecordedCall {
@@ -44,7 +46,8 @@ export interface RecordedCall {
   operation: Operation
 }
 
-export type Counters = Record<Operation | 'total', number>
+/** Calls per operation, all calls, and API calls refused with 401 (a bad or expired auth_token). */
+export type Counters = Record<Operation | 'total' | 'unauthorized', number>
 
 interface ActiveFault {
   fault: Fault
@@ -61,7 +64,7 @@ function activate (fault: Fault): ActiveFault {
 }
 
 function emptyCounters (): Counters {
-  const counters = { total: 0 } as Counters
+  const counters = { total: 0, unauthorized: 0 } as Counters
   for (const operation of OPERATIONS) counters[operation] = 0
   return counters
 }
@@ -71,6 +74,7 @@ export class SimulatorState {
   readonly applicationTokens: readonly string[]
   readonly #clock: () => number
   readonly #tokens: TokenIssuer
+  readonly #onTokenIssued: ((token: string) => void) | undefined
   readonly #seed: boolean
   readonly #maxCalls: number
   #calls: RecordedCall[] = []
@@ -89,6 +93,7 @@ export class SimulatorState {
       options.tokenWithoutExp ?? false,
       options.maxTokens ?? 100_000
     )
+    this.#onTokenIssued = options.onTokenIssued
     this.#seed = options.seed ?? true
     this.#maxCalls = options.maxCalls ?? 10_000
     this.restoreData()
@@ -115,6 +120,10 @@ export class SimulatorState {
   count (operation: Operation): void {
     this.#counters[operation]++
     this.#counters.total++
+  }
+
+  countUnauthorized (): void {
+    this.#counters.unauthorized++
   }
 
   /** Callers skip this in lean mode, so the call is never even built. */
@@ -166,7 +175,9 @@ export class SimulatorState {
 
   /** Mints an auth token as `POST /api/v1/authenticate` would (tests may shape its lifetime). */
   issueToken (options?: IssueOptions): string {
-    return this.#tokens.issue(options)
+    const token = this.#tokens.issue(options)
+    this.#onTokenIssued?.(token)
+    return token
   }
 
   checkToken (token: string): TokenCheck {

@@ -540,8 +540,18 @@ t.test('call log', async (t) => {
       list_contacts: 1,
       create_contact: 1,
       delete_contact: 1,
-      other: 1
+      other: 1,
+      unauthorized: 0
     })
+  })
+
+  t.test('counts API calls refused with 401, so a client re-authenticating on 401 shows up', async (t) => {
+    const { sim, call } = await setup(t)
+    t.equal((await call('PATCH', CONTACT_1, { token: 'not-a-token', body: {} })).status, 401)
+    t.equal((await call('GET', CONTACT_1)).status, 401)
+    t.equal(sim.state.counters.unauthorized, 2)
+    sim.reset()
+    t.equal(sim.state.counters.unauthorized, 0)
   })
 
   t.test('repeated headers are joined', async (t) => {

@@ -1,0 +1,155 @@
+// Shared by bench/run.ts and bench/soak.ts: child processes on free loopback ports, their CPU and
+// memory read from /proc, the upstream stand-in and a BFF built for production.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { openSync, readFileSync, closeSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+import { loadConfig } from '../src/config/config.ts'
+import { mintSession } from '../src/session/mint.ts'
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url))
+export const APPLICATION_TOKEN = 'bench-application-token'
+export const SECRET = 'bench-session-secret-0123456789abcdef'
+export const CONTACT_PATH = '/api/v1/organisation/1/contact/1'
+export const PATCH_BODY = JSON.stringify({ name: 'Operations desk', email: 'ops@example.com', phone: '+49 30 1234567', city: 'Berlin' })
+
+const CLOCK_TICKS_PER_S = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+const PAGE_BYTES = Number(spawnSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).stdout.trim()) || 4096
+
+export interface Proc {
+  name: string
+  child: ChildProcess
+  port: number
+  url: string
+  logFile: string
+  stop: () => Promise<void>
+}
+
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+async function waitForPort (port: number, child: ChildProcess, name: string, logFile: string): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}; see ${logFile}`)
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => { socket.destroy(); resolve(true) })
+      socket.once('error', () => resolve(false))
+    })
+    if (open) return
+    await sleep(50)
+  }
+  throw new Error(`${name} did not listen on ${port} within 20 s; see ${logFile}`)
+}
+
+/** Starts `node <args>` with its stdout and stderr in a log file and waits until it listens. */
+export async function startProcess (name: string, args: string[], env: Record<string, string>, port: number, logFile: string): Promise<Proc> {
+  const fd = openSync(logFile, 'w')
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
+    stdio: ['ignore', fd, fd]
+  })
+  closeSync(fd)
+  await waitForPort(port, child, name, logFile)
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+    await exited
+    clearTimeout(timer)
+  }
+  return { name, child, port, url: `http://127.0.0.1:${port}`, logFile, stop }
+}
+
+export interface Usage {
+  /** user + system CPU time in microseconds */
+  cpuUs: number
+  rssBytes: number
+}
+
+/** CPU time and RSS of a process, from /proc/<pid>/stat (utime, stime, rss). */
+export function usage (pid: number): Usage {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // The command name may contain spaces; fields are counted after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12])
+  return { cpuUs: ticks * 1e6 / CLOCK_TICKS_PER_S, rssBytes: Number(fields[21]) * PAGE_BYTES }
+}
+
+export async function startUpstream (logFile: string, env: Record<string, string> = {}): Promise<Proc> {
+  const port = await freePort()
+  return startProcess('upstream', ['src/simulator/main.ts'], {
+    SIM_PORT: String(port),
+    SIM_LEAN: '1',
+    SIM_APPLICATION_TOKEN: APPLICATION_TOKEN,
+    ...env
+  }, port, logFile)
+}
+
+/** The BFF exactly as production runs it: the compiled dist/server.js, LOG_LEVEL=info, logs to a file. */
+export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}): Promise<Proc> {
+  const port = await freePort()
+  return startProcess('bff', ['dist/server.js'], {
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'info',
+    EMNIFY_API_URL: upstreamUrl,
+    EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
+    SESSION_SECRET: SECRET,
+    // A benchmark drives one session far past a person's pace; the limiter still runs on every request.
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    // Saturation is the point of the measurement; shedding would turn it into 503s. The
+    // under-pressure sampler still runs.
+    MAX_EVENT_LOOP_UTILIZATION: '0',
+    ...env
+  }, port, logFile)
+}
+
+export function buildProduction (): void {
+  const result = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' })
+  if (result.status !== 0) throw new Error('npm run build failed')
+}
+
+export function benchSession (sub = 'bench-user', ttlS = 3600): string {
+  const config = loadConfig({ env: { EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN, SESSION_SECRET: SECRET } })
+  return mintSession(config, { sub, orgs: [1, 2], ttlS }).token
+}
+
+/** An auth_token straight from the upstream, for the proxies that cannot get one themselves. */
+export async function upstreamToken (upstreamUrl: string): Promise<string> {
+  const response = await request(`${upstreamUrl}/api/v1/authenticate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ application_token: APPLICATION_TOKEN })
+  })
+  const body = await response.body.json() as { auth_token: string }
+  return body.auth_token
+}
+
+export interface UpstreamCounters { authenticate: number, patch_contact: number, unauthorized: number, total: number }
+
+export async function upstreamCounters (upstreamUrl: string): Promise<UpstreamCounters> {
+  const response = await request(`${upstreamUrl}/_sim/calls?operation=authenticate`)
+  return (await response.body.json() as { counters: UpstreamCounters }).counters
+}
+
+export async function resetUpstream (upstreamUrl: string): Promise<void> {
+  const response = await request(`${upstreamUrl}/_sim/reset`, { method: 'POST' })
+  await response.body.dump()
+}
+
+export function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
