@@ -16,6 +16,16 @@ export const MAX_TOKEN_LENGTH = 8192
 export const CLOCK_TOLERANCE_MS = 30_000
 const MAX_ORGS = 10_000
 
+/**
+ * Whether the signature segment is the one canonical base64url spelling of its bytes. fast-jwt
+ * ignores the unused low bits of the last character, so one session has four spellings that all
+ * verify; a logout that revokes a jti-less session by its token hash would miss three of them.
+ */
+export function hasCanonicalSignature (token: string): boolean {
+  const signature = token.slice(token.lastIndexOf('.') + 1)
+  return Buffer.from(signature, 'base64url').toString('base64url') === signature
+}
+
 /** Options shared by every place that signs or verifies a session, so they cannot drift apart. */
 export function sessionSignOptions (config: SessionConfig) {
   return {

@@ -6,6 +6,7 @@ import type { Config } from '../config/config.ts'
 import { Revocations } from './revocations.ts'
 import { Problem } from '../errors/problems.ts'
 import {
+  hasCanonicalSignature,
   isSessionClaims,
   MAX_TOKEN_LENGTH,
   sessionSignOptions,
@@ -67,6 +68,7 @@ async function sessionPlugin (app: FastifyInstance, { config, onReject }: Sessio
 
   function verify (token: string): SessionClaims {
     if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('Session token is too large')
+    if (!hasCanonicalSignature(token)) throw unauthenticated('Session is invalid or expired')
     let payload: unknown
     try {
       payload = app.jwt.verify(token)

@@ -1,9 +1,15 @@
 // Session verification, transport rules and CSRF, end to end: whatever a request presents, a
 // rejected one must never cost an authenticate call or reach the contact endpoint upstream.
+import { createHmac } from 'node:crypto'
 import { createServer } from 'node:http'
 import t from 'tap'
 import type { Test } from 'tap'
-import { CONTACT, SECRET, claims, forge, session, startStack, type Stack } from '../helpers/stack.ts'
+import { CLOCK_TOLERANCE_MS } from '../../src/session/claims.ts'
+import { mintSession } from '../../src/session/mint.ts'
+import { CONTACT, SECRET, claims, forge, session, startStack, testConfig, type Stack } from '../helpers/stack.ts'
+import { failOnStrayErrors } from './upstream-helpers.ts'
+
+failOnStrayErrors(t)
 
 interface Answer {
   status: number
@@ -20,6 +26,28 @@ interface Send {
 const HS256 = { alg: 'HS256', typ: 'JWT' }
 const now = () => Math.floor(Date.now() / 1000)
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+const b64url = (text: string) => Buffer.from(text).toString('base64url')
+
+/** Signs raw segments with the real secret, for payloads that are not JSON objects at all. */
+function signRaw (headerSegment: string, payloadSegment: string): string {
+  const input = `${headerSegment}.${payloadSegment}`
+  return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`
+}
+
+/** A token with its signature segment replaced. */
+const withSignature = (token: string, signature: string) => `${token.slice(0, token.lastIndexOf('.'))}.${signature}`
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+/**
+ * The same signature bytes spelt differently: a 32-byte HMAC takes 43 characters, whose last one
+ * carries 2 unused bits; `flip` sets them otherwise.
+ */
+function respelt (token: string, flip: 1 | 2 | 3): string {
+  const signature = token.slice(token.lastIndexOf('.') + 1)
+  const last = BASE64URL.indexOf(signature.at(-1) as string)
+  return withSignature(token, signature.slice(0, -1) + BASE64URL[last ^ flip])
+}
 
 /** A contact PATCH through the whole app; real HTTP adds nothing to header-only rules. */
 async function send (stack: Stack, { headers = {}, url = CONTACT, body = { name: 'Ada Lovelace' } }: Send = {}): Promise<Answer> {
@@ -77,6 +105,57 @@ t.test('a token that is not a JWT is refused', async (t) => {
   }
 })
 
+t.test('a correctly signed token whose payload is not a JSON object is refused', async (t) => {
+  const header = b64url(JSON.stringify(HS256))
+  const payloads: Record<string, string> = {
+    'a JSON array holding valid claims': JSON.stringify([claims()]),
+    'an empty JSON array': '[]',
+    'a JSON string': '"alice"',
+    'a JSON number': '42',
+    'JSON null': 'null',
+    'JSON true': 'true',
+    'not JSON at all': 'sub=alice&orgs=*',
+    'claims followed by garbage': `${JSON.stringify(claims())}x`,
+    'an empty payload': ''
+  }
+  for (const [label, payload] of Object.entries(payloads)) {
+    t.test(label, async (t) => {
+      rejected(t, await send(reject, { headers: bearer(signRaw(header, b64url(payload))) }))
+    })
+  }
+})
+
+t.test('an HS256 token with an empty or truncated signature is refused', async (t) => {
+  const token = forge(HS256, claims({ sub: 'truncated' }))
+  const signature = token.split('.')[2] as string
+  const cut: Record<string, string> = {
+    empty: '',
+    'its last character dropped': signature.slice(0, -1),
+    'its last four characters dropped': signature.slice(0, -4),
+    'only its first half': signature.slice(0, 22),
+    'only its first character': signature.slice(0, 1)
+  }
+  for (const [label, truncated] of Object.entries(cut)) {
+    t.test(label, async (t) => {
+      rejected(t, await send(reject, { headers: bearer(withSignature(token, truncated)) }))
+    })
+  }
+  // The whole signature passes, so the cut alone made the difference.
+  assertAccepted(t, accept, await send(accept, { headers: bearer(token) }))
+})
+
+t.test('a signature spelt non-canonically (other unused bits in its last character) is refused', async (t) => {
+  const token = forge(HS256, claims({ sub: 'respelt' }))
+  const signatureOf = (jwt: string) => Buffer.from(jwt.split('.')[2] as string, 'base64url')
+  for (const flip of [1, 2, 3] as const) {
+    const variant = respelt(token, flip)
+    t.not(variant, token)
+    t.same(signatureOf(variant), signatureOf(token), 'the very same signature bytes')
+    rejected(t, await send(reject, { headers: bearer(variant) }))
+  }
+  assertAccepted(t, accept, await send(accept, { headers: bearer(token) }))
+})
+
 t.test('an unsigned token (alg none) is refused', async (t) => {
   const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
   const unsigned = `${encode({ alg: 'none', typ: 'JWT' })}.${encode(claims())}`
@@ -105,6 +184,20 @@ t.test('a token for another issuer or audience is refused', async (t) => {
   rejected(t, await send(reject, { headers: bearer(forge(HS256, claims({ aud: ['someone-else'] }))) }))
 })
 
+t.test('a session minted for another deployment (other audience or issuer, same secret) is refused', async (t) => {
+  const elsewhere: Array<Record<string, string>> = [
+    { SESSION_AUDIENCE: 'billing-bff' },
+    { SESSION_ISSUER: 'billing-bff' },
+    { SESSION_AUDIENCE: 'billing-bff', SESSION_ISSUER: 'billing-bff' }
+  ]
+  for (const env of elsewhere) {
+    const { token } = mintSession(testConfig(env), { sub: 'alice', orgs: [1, 2] })
+    rejected(t, await send(reject, { headers: bearer(token) }))
+  }
+  // Minted the same way for this deployment it passes: only iss and aud decided.
+  assertAccepted(t, accept, await send(accept, { headers: bearer(mintSession(testConfig(), { sub: 'alice', orgs: [1, 2] }).token) }))
+})
+
 t.test('a token missing any required claim is refused', async (t) => {
   for (const claim of ['sub', 'orgs', 'iat', 'exp', 'iss', 'aud']) {
     t.test(`without ${claim}`, async (t) => {
@@ -121,6 +214,29 @@ t.test('a token expired beyond the clock tolerance is refused', async (t) => {
 
 t.test('a token expired a few seconds ago is still accepted (clock tolerance)', async (t) => {
   assertAccepted(t, accept, await send(accept, { headers: bearer(forge(HS256, claims({ iat: now() - 600, exp: now() - 5 }))) }))
+})
+
+t.test('time claims get the clock tolerance (at most 60 s): just inside is accepted, just outside refused', async (t) => {
+  const tolerance = CLOCK_TOLERANCE_MS / 1000
+  t.ok(tolerance > 3 && tolerance <= 60, `a tolerance of ${tolerance} s`)
+  // 3 s either side of the edge: far from it for a test run, close for any clock.
+  const inside = tolerance - 3
+  const outside = tolerance + 3
+  const cases: Array<{ label: string, claims: () => Record<string, unknown>, accepted: boolean }> = [
+    { label: `exp ${inside} s ago`, claims: () => ({ iat: now() - 600, exp: now() - inside }), accepted: true },
+    { label: `exp ${outside} s ago`, claims: () => ({ iat: now() - 600, exp: now() - outside }), accepted: false },
+    { label: `nbf in ${inside} s`, claims: () => ({ nbf: now() + inside }), accepted: true },
+    { label: `nbf in ${outside} s`, claims: () => ({ nbf: now() + outside }), accepted: false },
+    { label: `iat in ${inside} s`, claims: () => ({ iat: now() + inside, exp: now() + 600 }), accepted: true },
+    { label: `iat in ${outside} s`, claims: () => ({ iat: now() + outside, exp: now() + 600 }), accepted: false }
+  ]
+  for (const { label, claims: timeClaims, accepted } of cases) {
+    t.test(`${label}: ${accepted ? 'accepted' : 'refused'}`, async (t) => {
+      const token = forge(HS256, claims(timeClaims()))
+      if (accepted) assertAccepted(t, accept, await send(accept, { headers: bearer(token) }))
+      else rejected(t, await send(reject, { headers: bearer(token) }))
+    })
+  }
 })
 
 t.test('a token not yet valid (nbf or iat in the future) is refused', async (t) => {
@@ -177,7 +293,10 @@ t.test('a token with a crit header is refused', async (t) => {
 
 t.test('kid, jku and x5u headers are ignored: nothing is fetched and the secret still decides', async (t) => {
   const fetched: string[] = []
+  let connections = 0
   const keyServer = createServer((req, res) => { fetched.push(req.url ?? ''); res.end('{"keys":[]}') })
+  // Counts any connection, so a TLS attempt (https jku/x5u) that never becomes a request shows too.
+  keyServer.on('connection', () => { connections++ })
   await new Promise<void>((resolve) => keyServer.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise<void>((resolve) => keyServer.close(() => resolve())))
   const address = keyServer.address()
@@ -185,8 +304,39 @@ t.test('kid, jku and x5u headers are ignored: nothing is fetched and the secret 
   const header = { ...HS256, kid: 'other-key', jku: `${origin}/jwks.json`, x5u: `${origin}/cert.pem` }
 
   assertAccepted(t, accept, await send(accept, { headers: bearer(forge(header, claims())) }))
-  rejected(t, await send(reject, { headers: bearer(forge(header, claims(), { key: 'attacker-controlled-key-0123456789abcdef' })) }))
+  const attackerKey = 'attacker-controlled-key-0123456789abcdef'
+  rejected(t, await send(reject, { headers: bearer(forge(header, claims(), { key: attackerKey })) }))
+  const tls = { ...HS256, kid: 'other-key', jku: `https://127.0.0.1:${new URL(origin).port}/jwks.json`, x5u: `https://127.0.0.1:${new URL(origin).port}/cert.pem` }
+  rejected(t, await send(reject, { headers: bearer(forge(tls, claims(), { key: attackerKey })) }))
+  // An embedded key (jwk) is no more trusted than a linked one.
+  const embedded = { ...HS256, jwk: { kty: 'oct', k: b64url(attackerKey) } }
+  rejected(t, await send(reject, { headers: bearer(forge(embedded, claims(), { key: attackerKey })) }))
+  await new Promise((resolve) => setTimeout(resolve, 50))
   t.same(fetched, [], 'no key URL was fetched')
+  t.equal(connections, 0, 'not even a connection was opened')
+})
+
+t.test('a revoked session (logout, then reuse) is refused and reaches nothing upstream', async (t) => {
+  const logout = async (token: string) => {
+    const out = await reject.app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(token) })
+    t.equal(out.statusCode, 204, 'logged out')
+  }
+  const minted = session('revoked-minted')
+  await logout(minted)
+  rejected(t, await send(reject, { headers: bearer(minted) }))
+  rejected(t, await send(reject, { headers: { cookie: `__Host-session=${minted}`, 'x-csrf': '1' } }))
+
+  // The jti is what is revoked: another token carrying it is refused too.
+  await logout(forge(HS256, claims({ sub: 'revoked-jti', jti: 'revoked-session-1' })))
+  rejected(t, await send(reject, { headers: bearer(forge(HS256, claims({ sub: 'revoked-jti', jti: 'revoked-session-1', iat: now() - 1 }))) }))
+
+  // Without a jti the token itself is revoked, and re-spelling its signature does not bring it back.
+  const external = forge(HS256, claims({ sub: 'revoked-external' }))
+  await logout(external)
+  rejected(t, await send(reject, { headers: bearer(external) }))
+  for (const flip of [1, 2, 3] as const) {
+    rejected(t, await send(reject, { headers: bearer(respelt(external, flip)) }))
+  }
 })
 
 t.test('a request carrying both a Bearer token and a session cookie is refused', async (t) => {

@@ -2,7 +2,12 @@
 import t, { type Test } from 'tap'
 import type { Fault, FaultKind } from '../../src/simulator/simulator.ts'
 import { CONTACT, startStack, type Stack } from '../helpers/stack.ts'
-import { assertLogsClean, assertProblem, auditRecords, closedPort, countingServer, movableClock, presentedTokens } from './upstream-helpers.ts'
+import {
+  assertLogsClean, assertProblem, assertUpstreamCalls, auditRecords, closedPort, countingServer, failOnStrayErrors,
+  movableClock, presentedTokens, upstreamAttempts
+} from './upstream-helpers.ts'
+
+failOnStrayErrors(t)
 
 type PatchFault = FaultKind
 
@@ -21,6 +26,7 @@ t.test('upstream 404 becomes CONTACT_NOT_FOUND', async (t) => {
   const reply = await stack.patch(path, { name: 'Nobody' })
   const body = assertProblem(t, stack, reply, { status: 404, code: 'CONTACT_NOT_FOUND', path })
   t.notMatch(body.detail, /NotFound|1201/, 'the upstream body is not passed through')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('upstream 404 with emnify\'s InvalidReference body also becomes CONTACT_NOT_FOUND', async (t) => {
@@ -30,6 +36,7 @@ t.test('upstream 404 with emnify\'s InvalidReference body also becomes CONTACT_N
   })
   const body = assertProblem(t, stack, reply, { status: 404, code: 'CONTACT_NOT_FOUND' }, ['db-7.internal', 'InvalidReference'])
   t.notOk(body.errors)
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('an upstream error names the request path without its query as instance', async (t) => {
@@ -43,7 +50,7 @@ t.test('upstream 409 becomes UPSTREAM_CONFLICT', async (t) => {
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'status', status: 409 })
   assertProblem(t, stack, reply, { status: 409, code: 'UPSTREAM_CONFLICT' }, ['1405'])
-  t.equal(stack.sim.state.counters.patch_contact, 1)
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('upstream 409 with a hostile message is sanitised', async (t) => {
@@ -53,6 +60,7 @@ t.test('upstream 409 with a hostile message is sanitised', async (t) => {
   })
   const body = assertProblem(t, stack, reply, { status: 409, code: 'UPSTREAM_CONFLICT' }, ['10.20.30.40', 'https://', 'internal.example.com'])
   t.match(body.detail, /Duplicate of row/, 'the useful part of the message stays')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('a real emnify 422 becomes UPSTREAM_VALIDATION_FAILED with the messages as errors', async (t) => {
@@ -66,6 +74,7 @@ t.test('a real emnify 422 becomes UPSTREAM_VALIDATION_FAILED with the messages a
     t.equal(typeof item.detail, 'string', 'each error has a detail')
     t.notOk('error_code' in item || 'error_token' in item || 'message' in item, 'no raw upstream fields')
   }
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('upstream 422 without errors becomes UPSTREAM_VALIDATION_FAILED with its message', async (t) => {
@@ -76,6 +85,7 @@ t.test('upstream 422 without errors becomes UPSTREAM_VALIDATION_FAILED with its 
   const body = assertProblem(t, stack, reply, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' })
   t.equal(body.detail, 'type cannot be changed')
   t.notOk(body.errors, 'no errors array when emnify sent none')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('upstream 400 becomes UPSTREAM_VALIDATION_FAILED', async (t) => {
@@ -83,6 +93,7 @@ t.test('upstream 400 becomes UPSTREAM_VALIDATION_FAILED', async (t) => {
   const reply = await patchWith(stack, { kind: 'status', status: 400 })
   const body = assertProblem(t, stack, reply, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' })
   t.equal(body.detail, 'Bad request')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('upstream 400 with an empty or non-JSON body still becomes UPSTREAM_VALIDATION_FAILED', async (t) => {
@@ -91,6 +102,7 @@ t.test('upstream 400 with an empty or non-JSON body still becomes UPSTREAM_VALID
   assertProblem(t, stack, empty, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' })
   const html = await patchWith(stack, { kind: 'status', status: 400, body: '<html><body>400 Bad Request from nginx at 10.0.0.1</body></html>' })
   assertProblem(t, stack, html, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' }, ['nginx', '10.0.0.1'])
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 2 })
 })
 
 t.test('upstream validation messages are sanitised before they reach the frontend', async (t) => {
@@ -120,6 +132,7 @@ t.test('upstream validation messages are sanitised before they reach the fronten
   t.notOk([...(errors[0]?.detail ?? '')].some((char) => char.charCodeAt(0) < 0x20), 'no control characters')
   t.equal(errors[1]?.detail, 'email: must be a well-formed email address', 'harmless messages are kept as they are')
   t.ok((errors[2]?.detail.length ?? 0) <= 300, 'long messages are shortened')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 for (const status of [500, 502, 504, 501]) {
@@ -127,9 +140,7 @@ for (const status of [500, 502, 504, 501]) {
     const stack = await startStack(t)
     const reply = await patchWith(stack, { kind: 'status', status, body: { message: 'java.lang.NullPointerException at com.emnify.Foo(Foo.java:42) host ip-10-0-0-1' } })
     assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' }, ['NullPointer', 'Foo.java', 'ip-10-0-0-1'])
-    await settle()
-    t.equal(stack.sim.state.counters.patch_contact, 1, 'sent exactly once')
-    t.equal(stack.sim.state.counters.authenticate, 1, 'no re-authentication')
+    await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
   })
 }
 
@@ -137,14 +148,14 @@ t.test('a garbage 5xx body becomes UPSTREAM_ERROR without echoing it', async (t)
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'garbage', status: 500 })
   assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' }, ['Bad Gateway', 'auth_token'])
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('a connection cut after the response headers becomes UPSTREAM_ERROR and is not retried', async (t) => {
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'reset_after_headers' })
   assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' }, ['{"id":1,"organisation"'])
-  await settle()
-  t.equal(stack.sim.state.counters.patch_contact, 1, 'sent exactly once')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
   t.equal(auditRecords(stack).length, 0)
 })
 
@@ -152,8 +163,7 @@ t.test('a connection reset after the request was sent becomes UPSTREAM_ERROR and
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'reset_before_headers' })
   assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' })
-  await settle()
-  t.equal(stack.sim.state.counters.patch_contact, 1, 'sent exactly once')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('a response body over the cap becomes UPSTREAM_ERROR', async (t) => {
@@ -162,7 +172,8 @@ t.test('a response body over the cap becomes UPSTREAM_ERROR', async (t) => {
       const stack = await startStack(t)
       const reply = await patchWith(stack, { kind: 'huge_body', bytes: 4 * 1024 * 1024, status, chunked })
       assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' }, ['padding', 'xxxxxxxx'])
-      t.equal(stack.sim.state.counters.patch_contact, 1, `sent once (status ${status}, chunked ${String(chunked)})`)
+      t.comment(`status ${status}, chunked ${String(chunked)}`)
+      await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
     }
   }
 })
@@ -173,10 +184,8 @@ for (const status of [301, 302, 303, 307, 308] as const) {
     const stack = await startStack(t)
     const reply = await patchWith(stack, { kind: 'redirect', status, location: `${target.url}/api/v1/organisation/1/contact/1` })
     assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' }, [target.url, 'Location'])
-    await settle()
+    await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
     t.equal(target.hits(), 0, 'the Location target received nothing')
-    t.equal(stack.sim.state.counters.patch_contact, 1)
-    t.equal(stack.sim.state.counters.total, 2, 'authenticate and the one PATCH, nothing else')
   })
 }
 
@@ -184,7 +193,7 @@ t.test('a same-origin redirect is not followed either', async (t) => {
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'redirect', status: 307, location: '/api/v1/organisation/1/contact/2' })
   assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR' }, ['/contact/2'])
-  await settle()
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
   t.same(stack.sim.state.callsFor('patch_contact').map((call) => call.path), [CONTACT])
   t.equal(stack.sim.state.getContact('1', '2')?.name, 'Grace Hopper', 'the redirect target was not changed')
 })
@@ -258,6 +267,49 @@ t.test('a 401 storm costs one re-authentication, not one per request', async (t)
   t.equal(stack.sim.state.counters.patch_contact, 6, 'first request: call + retry; later ones: one call each, no retry')
 })
 
+t.test('concurrent requests in a 401 storm share one re-authentication and retry at most once each', async (t) => {
+  const stack = await startStack(t)
+  stack.sim.setFault({ operation: 'patch_contact', kind: 'unauthorized_empty' })
+  const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => stack.patch(CONTACT, { name: `Storm ${i}` })))
+  t.same(replies.map((reply) => `${reply.status} ${String(reply.json().code)}`), Array(20).fill('502 UPSTREAM_AUTH_FAILED'))
+  assertProblem(t, stack, replies[0] as (typeof replies)[number], { status: 502, code: 'UPSTREAM_AUTH_FAILED' })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  // The cold token and one shared replacement. A request that started with the cold token is
+  // retried once with the replacement; one that started with the replacement is not retried.
+  const tokensByRequest = new Map<string, string[]>()
+  for (const call of stack.sim.state.callsFor('patch_contact')) {
+    const id = call.headers['x-request-id'] ?? ''
+    tokensByRequest.set(id, [...(tokensByRequest.get(id) ?? []), call.headers.authorization ?? ''])
+  }
+  t.same([...tokensByRequest.keys()].sort(), replies.map((reply) => reply.headers['x-request-id']).sort(), 'every request reached emnify')
+  for (const [id, tokens] of tokensByRequest) {
+    t.ok(tokens.length <= 2, `request ${id}: at most one retry`)
+    if (tokens.length === 2) t.not(tokens[1], tokens[0], `request ${id}: the retry carries the new token`)
+  }
+  const patches = stack.sim.state.counters.patch_contact
+  t.ok(patches >= 20 && patches <= 40, `${patches} PATCH calls for 20 requests`)
+  await assertUpstreamCalls(t, stack, { authenticate: 2, patch_contact: patches })
+})
+
+t.test('a 401 storm lasting five minutes stays inside emnify\'s 100 authenticates per 5 minutes', async (t) => {
+  const clock = movableClock()
+  const stack = await startStack(t, { app: { tokenCache: { now: clock.now } } })
+  stack.sim.setFault({ operation: 'patch_contact', kind: 'unauthorized_empty' })
+  const answers = new Map<string, number>()
+  for (let second = 0; second < 300; second++) {
+    const reply = await stack.patch(CONTACT, { name: `Storm ${second}` })
+    const answer = `${reply.status} ${String(reply.json().code)}`
+    answers.set(answer, (answers.get(answer) ?? 0) + 1)
+    clock.advance(1000)
+  }
+  t.same([...answers], [['502 UPSTREAM_AUTH_FAILED', 300]], 'every request failed the same way')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const { authenticate, patch_contact: patches } = stack.sim.state.counters
+  t.ok(authenticate <= 100, `${authenticate} authenticate calls in five minutes`)
+  // Every PATCH beyond one per request is the retry after a re-authentication, and nothing else.
+  t.equal(patches, 300 + (authenticate - 1), `${patches} PATCH calls: one per request plus one per re-authentication`)
+})
+
 t.test('a 401 on a fresh token, retried or not, never loops', async (t) => {
   const stack = await startStack(t)
   stack.sim.setFault({ operation: 'patch_contact', kind: 'unauthorized_empty' })
@@ -272,9 +324,7 @@ t.test('upstream 403 becomes UPSTREAM_FORBIDDEN without re-authentication', asyn
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'status', status: 403 })
   assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_FORBIDDEN' }, ['Forbidden"', '1104'])
-  await settle()
-  t.equal(stack.sim.state.counters.authenticate, 1)
-  t.equal(stack.sim.state.counters.patch_contact, 1)
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('an unreachable upstream becomes UPSTREAM_UNAVAILABLE with Retry-After', async (t) => {
@@ -288,12 +338,27 @@ t.test('an unreachable upstream becomes UPSTREAM_UNAVAILABLE with Retry-After', 
   assertLogsClean(t, stack)
 })
 
+t.test('a refused connection for the PATCH itself is retried once, then becomes UPSTREAM_UNAVAILABLE', async (t) => {
+  const stack = await startStack(t)
+  t.equal((await stack.patch(CONTACT, { title: 'warm-up' })).status, 204, 'warm-up: a token is cached')
+  await stack.sim.close()
+  await settle() // the pool notices its keep-alive connection is gone
+  const started = Date.now()
+  const reply = await stack.patch(CONTACT, { name: 'Nowhere' })
+  t.ok(Date.now() - started < 1500, 'fails fast')
+  assertProblem(t, stack, reply, { status: 503, code: 'UPSTREAM_UNAVAILABLE', retryAfter: true }, ['ECONNREFUSED'])
+  // Nothing was sent on a refused connection, so the one retry is the only safe re-send (§6).
+  t.equal(await upstreamAttempts(stack, 'patch_contact', 'unreachable'), 2, 'one attempt and one retry, both refused')
+  t.equal(await upstreamAttempts(stack, 'authenticate', 'unreachable'), 0, 'the cached token is kept: no re-authentication')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 }) // the warm-up alone
+  assertLogsClean(t, stack)
+})
+
 t.test('upstream 503 becomes UPSTREAM_UNAVAILABLE with a default Retry-After, and is not re-sent', async (t) => {
   const stack = await startStack(t)
   const reply = await patchWith(stack, { kind: 'status', status: 503 })
   assertProblem(t, stack, reply, { status: 503, code: 'UPSTREAM_UNAVAILABLE', retryAfter: true })
-  await settle()
-  t.equal(stack.sim.state.counters.patch_contact, 1)
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
 t.test('an upstream Retry-After on 503 is honoured and clamped', async (t) => {
@@ -310,6 +375,7 @@ t.test('an upstream Retry-After on 503 is honoured and clamped', async (t) => {
     assertProblem(t, stack, reply, { status: 503, code: 'UPSTREAM_UNAVAILABLE', retryAfter: true })
     t.ok(check(Number(reply.headers['retry-after'])), `${what} (${String(reply.headers['retry-after'])})`)
   }
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: cases.length })
 })
 
 t.test('upstream 429 becomes UPSTREAM_RATE_LIMITED with Retry-After', async (t) => {
@@ -318,8 +384,7 @@ t.test('upstream 429 becomes UPSTREAM_RATE_LIMITED with Retry-After', async (t) 
   assertProblem(t, stack, plain, { status: 503, code: 'UPSTREAM_RATE_LIMITED', retryAfter: true }, ['TooManyRequests', '1105'])
   const hinted = await patchWith(stack, { kind: 'status', status: 429, headers: { 'retry-after': '12' } })
   assertProblem(t, stack, hinted, { status: 503, code: 'UPSTREAM_RATE_LIMITED', retryAfter: 12 })
-  await settle()
-  t.equal(stack.sim.state.counters.patch_contact, 2, 'each request sent its PATCH once')
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 2 })
 })
 
 const slow: Array<{ name: string, fault: PatchFault }> = [
@@ -350,13 +415,18 @@ for (const { name, fault } of slow) {
 
 t.test('an upstream that recovers serves the next request normally', async (t) => {
   const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '300' } })
-  for (const fault of [{ kind: 'reset_before_headers' }, { kind: 'hang' }, { kind: 'status', status: 500 }] as PatchFault[]) {
+  const faults: Array<{ fault: PatchFault, status: number, code: string }> = [
+    { fault: { kind: 'reset_before_headers' }, status: 502, code: 'UPSTREAM_ERROR' },
+    { fault: { kind: 'hang' }, status: 504, code: 'UPSTREAM_TIMEOUT' },
+    { fault: { kind: 'status', status: 500 }, status: 502, code: 'UPSTREAM_ERROR' }
+  ]
+  for (const { fault, status, code } of faults) {
     stack.sim.setFault({ ...fault, operation: 'patch_contact', times: 1 } as Fault)
     const failed = await stack.patch(CONTACT, { name: 'x' })
-    t.ok(failed.status >= 502, `${fault.kind} fails`)
+    assertProblem(t, stack, failed, { status, code })
     const ok = await stack.patch(CONTACT, { name: 'y' })
     t.equal(ok.status, 204, `after ${fault.kind} the next request succeeds`)
   }
-  t.equal(stack.sim.state.counters.authenticate, 1, 'transport failures do not drop the token')
   t.equal(presentedTokens(stack).length, 1)
+  await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 2 * faults.length }) // transport failures do not drop the token
 })

@@ -128,3 +128,64 @@ export async function until (condition: () => boolean, timeoutMs = 2000): Promis
   }
   return true
 }
+
+/**
+ * Fails the test during which an unhandled rejection or uncaught exception happens (the app runs
+ * in this process, so one escaping a fault path lands here), and the file if one comes later.
+ * Call once at the top of a test file with the root `t`.
+ */
+export function failOnStrayErrors (t: Test): void {
+  const strays: string[] = []
+  const record = (kind: string) => (error: unknown) => {
+    strays.push(`${kind}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
+  }
+  // Never removed: a stray from the last teardown must still fail the file.
+  process.on('unhandledRejection', record('unhandled rejection'))
+  process.on('uncaughtException', record('uncaught exception'))
+  const check = (): void => {
+    const found = strays.splice(0)
+    if (found.length > 0) throw new Error(found.join('\n'))
+  }
+  // Throwing is how a hook fails the test it ran after; assertions are closed by then.
+  t.afterEach(check)
+  t.teardown(check)
+  process.once('exit', () => {
+    if (strays.length === 0) return
+    console.error(strays.join('\n'))
+    process.exitCode = 1
+  })
+}
+
+export interface UpstreamCalls {
+  authenticate: number
+  patch_contact: number
+  get_contact?: number
+}
+
+/**
+ * After a moment for anything wrongly re-sent to arrive: exactly these calls reached emnify,
+ * each operation counted on its own, and nothing else (the total is their sum).
+ */
+export async function assertUpstreamCalls (t: Test, stack: Stack, expected: UpstreamCalls): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const counters = stack.sim.state.counters
+  const getContact = expected.get_contact ?? 0
+  t.equal(counters.authenticate, expected.authenticate, `${expected.authenticate} authenticate call(s)`)
+  t.equal(counters.patch_contact, expected.patch_contact, `${expected.patch_contact} PATCH call(s)`)
+  t.equal(counters.get_contact, getContact, `${getContact} GET call(s)`)
+  t.equal(counters.total, expected.authenticate + expected.patch_contact + getContact, 'no other call')
+}
+
+/**
+ * How many upstream calls the BFF itself counted for an operation and outcome (its duration
+ * histogram), including attempts that never reached a server, such as refused connections.
+ */
+export async function upstreamAttempts (stack: Stack, operation: string, outcome: string): Promise<number> {
+  const reply = await stack.call('GET', '/metrics')
+  if (reply.status !== 200) throw new Error(`/metrics answered ${reply.status}`)
+  for (const line of reply.text.split('\n')) {
+    if (!line.startsWith('emnify_bff_upstream_request_duration_seconds_count{')) continue
+    if (line.includes(`operation="${operation}"`) && line.includes(`outcome="${outcome}"`)) return Number(line.split(' ').at(-1))
+  }
+  return 0
+}

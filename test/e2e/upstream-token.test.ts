@@ -2,7 +2,12 @@
 import t, { type Test } from 'tap'
 import { decodeTokenClaims, type Fault, type FaultKind } from '../../src/simulator/simulator.ts'
 import { CONTACT, startStack, type Stack, type StackOptions } from '../helpers/stack.ts'
-import { assertLogsClean, assertProblem, closedPort, countingServer, movableClock, presentedTokens, until } from './upstream-helpers.ts'
+import {
+  assertLogsClean, assertProblem, closedPort, countingServer, failOnStrayErrors, movableClock, presentedTokens, until,
+  upstreamAttempts
+} from './upstream-helpers.ts'
+
+failOnStrayErrors(t)
 
 type AuthFault = FaultKind
 
@@ -34,7 +39,11 @@ const authFailures: Array<{ name: string, fault: AuthFault, status: number, code
   { name: '429', fault: { kind: 'status', status: 429 }, status: 503, code: 'UPSTREAM_RATE_LIMITED', leaks: ['TooManyRequests'] },
   { name: '503', fault: { kind: 'status', status: 503 }, status: 503, code: 'UPSTREAM_UNAVAILABLE', leaks: ['Service Unavailable'] },
   { name: 'a slow answer', fault: { kind: 'delay', ms: 2000 }, status: 504, code: 'UPSTREAM_TIMEOUT', env: { UPSTREAM_TIMEOUT_MS: '300' } },
-  { name: 'a hung connection', fault: { kind: 'hang' }, status: 504, code: 'UPSTREAM_TIMEOUT', env: { UPSTREAM_TIMEOUT_MS: '300' } }
+  { name: 'a hung connection', fault: { kind: 'hang' }, status: 504, code: 'UPSTREAM_TIMEOUT', env: { UPSTREAM_TIMEOUT_MS: '300' } },
+  { name: 'a body trickling past the budget', fault: { kind: 'trickle', intervalMs: 50, chunks: 40 }, status: 504, code: 'UPSTREAM_TIMEOUT', env: { UPSTREAM_TIMEOUT_MS: '300' }, leaks: ['slow response'] },
+  // A reset after the application token was sent: a transport failure, mapped as in §6.
+  { name: 'a connection reset before the headers', fault: { kind: 'reset_before_headers' }, status: 502, code: 'UPSTREAM_ERROR' },
+  { name: 'a connection cut after the headers', fault: { kind: 'reset_after_headers' }, status: 502, code: 'UPSTREAM_ERROR' }
 ]
 
 for (const { name, fault, status, code, env, leaks = [] } of authFailures) {
@@ -90,6 +99,9 @@ t.test('an unreachable authenticate fails fast again inside the backoff window',
   assertProblem(t, stack, first, { status: 503, code: 'UPSTREAM_UNAVAILABLE', retryAfter: true }, [`:${port}`])
   const second = await stack.patch(CONTACT, { name: 'Never' })
   assertProblem(t, stack, second, { status: 503, code: 'UPSTREAM_UNAVAILABLE', retryAfter: true }, [`:${port}`])
+  // Nothing is sent on a refused connection, so one retry is allowed; inside the window none at all.
+  t.equal(await upstreamAttempts(stack, 'authenticate', 'unreachable'), 2, 'one attempt and its one retry, then nothing')
+  t.equal(await upstreamAttempts(stack, 'patch_contact', 'unreachable'), 0, 'no PATCH was attempted')
 })
 
 t.test('after the backoff window one new authenticate happens and succeeds', async (t) => {
