@@ -72,20 +72,6 @@ function outcomeOf (status: number): Outcome {
   return status < 500 ? '4xx' : '5xx'
 }
 
-async function readCapped (body: Dispatcher.ResponseData['body'], cap: number): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length
-    if (size > cap) {
-      body.destroy()
-      throw new TransportError('too_large')
-    }
-    chunks.push(chunk as Buffer)
-  }
-  return chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, size)
-}
-
 const EMPTY: Buffer = Buffer.alloc(0)
 
 /**
@@ -98,6 +84,7 @@ export class UpstreamHttp {
   readonly #timeoutMs: number
   readonly #cap: number
   readonly #observe: CallObserver | undefined
+  readonly #settings: CallSettings
 
   constructor (options: UpstreamHttpOptions) {
     this.#timeoutMs = options.timeoutMs
@@ -113,6 +100,12 @@ export class UpstreamHttp {
       bodyTimeout: options.timeoutMs,
       connect: { timeout: Math.min(options.timeoutMs, 5_000) }
     })
+    this.#settings = {
+      pool: this.#pool,
+      timeoutMs: this.#timeoutMs,
+      cap: this.#cap,
+      record: (request, outcome, started) => this.#record(request, outcome, started)
+    }
   }
 
   async call (request: CallRequest): Promise<UpstreamResponse> {
@@ -124,42 +117,10 @@ export class UpstreamHttp {
     }
   }
 
-  async #once (request: CallRequest): Promise<UpstreamResponse> {
-    const started = performance.now()
-    const controller = new AbortController()
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      controller.abort()
-    }, this.#timeoutMs)
-    try {
-      const response = await this.#pool.request({
-        method: request.method,
-        path: request.path,
-        headers: request.headers,
-        body: request.body,
-        signal: controller.signal
-      })
-      const status = response.statusCode
-      // Every body is read to its end within the budget and the cap, even one the caller does not
-      // need: a 2xx whose body is cut off, stalls or never ends is a garbled answer, not a success
-      // (undici's dump() would swallow those failures).
-      const declared = Number(response.headers['content-length'])
-      if (declared > this.#cap) {
-        response.body.destroy()
-        throw new TransportError('too_large')
-      }
-      const received = await readCapped(response.body, this.#cap)
-      const body = status >= 300 || request.readBody ? received : EMPTY
-      this.#record(request, outcomeOf(status), started)
-      return { status, headers: response.headers, body }
-    } catch (error) {
-      const failure = classify(error, timedOut)
-      this.#record(request, failure.kind === 'too_large' ? 'reset' : failure.kind, started)
-      throw failure
-    } finally {
-      clearTimeout(timer)
-    }
+  #once (request: CallRequest): Promise<UpstreamResponse> {
+    return new Promise((resolve, reject) => {
+      new Call(this.#settings, request, resolve, reject).start()
+    })
   }
 
   #record (request: CallRequest, outcome: Outcome, started: number): void {
@@ -175,5 +136,105 @@ export class UpstreamHttp {
 
   close (): Promise<void> {
     return this.#pool.close()
+  }
+}
+
+type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0]
+
+/** What every call of one UpstreamHttp shares. */
+interface CallSettings {
+  pool: Pool
+  timeoutMs: number
+  cap: number
+  record: (request: CallRequest, outcome: Outcome, started: number) => void
+}
+
+/**
+ * One upstream call on undici's dispatch API: the body is collected straight from the socket's
+ * chunks, with no stream, async iterator or AbortController per call (measured at about a fifth
+ * of the client's CPU per call compared with `pool.request`). The budget timer settles the call
+ * and aborts it, wherever it is: queued, connecting, waiting for headers or reading the body.
+ */
+class Call implements Dispatcher.DispatchHandler {
+  readonly #http: CallSettings
+  readonly #request: CallRequest
+  readonly #resolve: (response: UpstreamResponse) => void
+  readonly #reject: (error: TransportError) => void
+  readonly #started = performance.now()
+  #timer: NodeJS.Timeout | undefined
+  #controller: DispatchController | undefined
+  #settled = false
+  #timedOut = false
+  #status = 0
+  #headers: IncomingHttpHeaders = {}
+  #chunks: Buffer[] = []
+  #size = 0
+
+  constructor (http: CallSettings, request: CallRequest, resolve: (response: UpstreamResponse) => void, reject: (error: TransportError) => void) {
+    this.#http = http
+    this.#request = request
+    this.#resolve = resolve
+    this.#reject = reject
+  }
+
+  start (): void {
+    this.#timer = setTimeout(() => {
+      this.#timedOut = true
+      this.#fail(new TransportError('timeout'))
+    }, this.#http.timeoutMs)
+    const { method, path, headers, body } = this.#request
+    try {
+      this.#http.pool.dispatch({ method, path, headers, body }, this)
+    } catch (error) {
+      // A closed pool throws synchronously.
+      this.#fail(classify(error, false))
+    }
+  }
+
+  onRequestStart (controller: DispatchController): void {
+    this.#controller = controller
+    // Timed out while queued: nothing was sent yet, so nothing will be.
+    if (this.#settled) controller.abort(new TransportError('timeout'))
+  }
+
+  onResponseStart (controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return // 1xx informational: the real answer follows
+    this.#status = statusCode
+    this.#headers = headers as IncomingHttpHeaders
+    if (Number(headers['content-length']) > this.#http.cap) this.#fail(new TransportError('too_large'))
+  }
+
+  onResponseData (_controller: DispatchController, chunk: Buffer): void {
+    this.#size += chunk.length
+    if (this.#size > this.#http.cap) this.#fail(new TransportError('too_large'))
+    else this.#chunks.push(chunk)
+  }
+
+  // Every body is read to its end within the budget and the cap, even one the caller does not
+  // need: a 2xx whose body is cut off, stalls or never ends is a garbled answer, not a success.
+  onResponseEnd (): void {
+    if (this.#settled) return
+    this.#settled = true
+    clearTimeout(this.#timer)
+    const status = this.#status
+    const chunks = this.#chunks
+    const body = status < 300 && !this.#request.readBody
+      ? EMPTY
+      : chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, this.#size)
+    this.#http.record(this.#request, outcomeOf(status), this.#started)
+    this.#resolve({ status, headers: this.#headers, body })
+  }
+
+  onResponseError (_controller: DispatchController, error: Error): void {
+    this.#fail(classify(error, this.#timedOut), false)
+  }
+
+  #fail (failure: TransportError, abort = true): void {
+    if (this.#settled) return
+    this.#settled = true
+    clearTimeout(this.#timer)
+    if (abort) this.#controller?.abort(failure)
+    this.#http.record(this.#request, failure.kind === 'too_large' ? 'reset' : failure.kind, this.#started)
+    this.#reject(failure)
   }
 }
