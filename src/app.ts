@@ -5,7 +5,7 @@ import ajvFormats from 'ajv-formats'
 import type { DestinationStream } from 'pino'
 import { corsOrigins, type Config } from './config/config.ts'
 import errorsPlugin, { sendProblem, toProblem } from './errors/handler.ts'
-import { AccessLog, loggerOptions, requestId } from './logging/logger.ts'
+import { AccessLog, loggerOptions, requestId, unredacted } from './logging/logger.ts'
 import authRoutes from './routes/auth.ts'
 import contactRoutes from './routes/contacts.ts'
 import healthRoutes from './routes/health.ts'
@@ -18,6 +18,7 @@ import sessionPlugin from './session/plugin.ts'
 import { EmnifyClient, type EmnifyClientOptions } from './upstream/emnify-client.ts'
 import { UserDirectory } from './users/users-file.ts'
 import { Problem } from './errors/problems.ts'
+import { LoginLimiter } from './session/login-limiter.ts'
 import { USER_AGENT } from './version.ts'
 
 declare module 'fastify' {
@@ -36,6 +37,25 @@ export interface AppOptions {
   onRoute?: (route: RouteOptions) => void
   /** Event-loop sampling interval of load shedding, ms (default 1000); tests shorten it. */
   loadSheddingSampleIntervalMs?: number
+  /** Server timeouts; tests shorten them instead of sleeping through the production values. */
+  serverTimeouts?: Partial<ServerTimeouts>
+}
+
+/** Inbound connection bounds, ms. */
+export interface ServerTimeouts {
+  /** The whole request, headers and body, must arrive within this: stops slow-body clients. */
+  requestMs: number
+  /** Headers must be complete within this: stops slowloris-style clients. */
+  headersMs: number
+  /** Socket inactivity bound. */
+  idleMs: number
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: number
+  /**
+   * How often Node enforces requestMs and headersMs. Its default, 30 s, would let a slow client
+   * overstay them by up to that much.
+   */
+  checkIntervalMs: number
 }
 
 /** Builds the BFF from validated configuration. Does not listen and installs no signal handlers. */
@@ -44,6 +64,16 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   const users = config.USERS_FILE === undefined ? null : await UserDirectory.load(config.USERS_FILE)
   const security = await securityHeaders()
 
+  const timeouts: ServerTimeouts = {
+    requestMs: 15_000,
+    headersMs: 10_000,
+    // Above the worst case of one request (authenticate, call, re-auth, retry, read back).
+    idleMs: config.UPSTREAM_TIMEOUT_MS * 5 + 5_000,
+    // Longer than common load-balancer idle timeouts (60 s), so the balancer closes first.
+    keepAliveMs: 72_000,
+    checkIntervalMs: 1_000,
+    ...options.serverTimeouts
+  }
   const accessLog = new AccessLog()
   // Every answer carries these; also called where hooks do not run (router-level errors).
   const stampHeaders = (request: FastifyRequest, reply: FastifyReply) => {
@@ -53,12 +83,10 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     logger: loggerOptions(config.LOG_LEVEL, options.logStream),
     logController: accessLog,
     genReqId: requestId,
-    // A request must arrive completely within this; stops slowloris-style clients.
-    requestTimeout: 15_000,
-    // Socket inactivity bound; above the worst case of one request (authenticate, call, re-auth, retry, read back).
-    connectionTimeout: config.UPSTREAM_TIMEOUT_MS * 5 + 5_000,
-    // Longer than common load-balancer idle timeouts (60 s), so the balancer closes first.
-    keepAliveTimeout: 72_000,
+    requestTimeout: timeouts.requestMs,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    http: { connectionsCheckingInterval: timeouts.checkIntervalMs },
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 64 },
     // While closing, keep answering requests on open connections (each response then closes its
@@ -80,7 +108,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     }
   })
   // Headers must be complete well before the whole request is.
-  app.server.headersTimeout = 10_000
+  app.server.headersTimeout = timeouts.headersMs
+  accessLog.attach(app.log)
 
   app.decorate('lifecycle', { draining: false })
   app.decorate('users', users)
@@ -94,8 +123,11 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   })
   // While draining, every response ends its connection: keep-alive sockets would otherwise hold
   // the server open after the last in-flight request finished.
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (app.lifecycle.draining) reply.header('connection', 'close')
+  app.addHook('onSend', (request, reply, payload, done) => {
+    // The connection is gone (client left, or the request timed out): no 'finish' will come, so
+    // Fastify would leave no access line.
+    if (reply.raw.destroyed) accessLog.requestAborted(request, reply)
+    else if (app.lifecycle.draining) reply.header('connection', 'close')
     done(null, payload)
   })
 
@@ -144,11 +176,18 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     onTokenRefresh: metrics?.tokenRefresh
   })
   metrics?.watchToken(() => client.tokens.expiresInSeconds())
+  const loginLimiter = new LoginLimiter()
+  metrics?.watchStores({
+    revocations: app.revocations,
+    session_rate_limit: contactLimit.counter,
+    login_lockout: loginLimiter,
+    upstream_token: { get size () { return client.tokens.expiresInSeconds() > 0 ? 1 : 0 }, capacity: 1 }
+  })
   app.addHook('onClose', () => client.close())
 
   await app.register(healthRoutes)
-  await app.register(authRoutes, { config, users })
-  await app.register(contactRoutes, { client, audit: app.log.child({ log_type: 'audit' }) })
+  await app.register(authRoutes, { config, users, limiter: loginLimiter })
+  await app.register(contactRoutes, { client, audit: unredacted(app.log, { log_type: 'audit' }) })
 
   return app
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { LoggerOptions, DestinationStream } from 'pino'
 import type { UpstreamContext } from '../upstream/context.ts'
 
@@ -59,7 +59,19 @@ export function requestId (req: IncomingMessage): string {
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
 }
 
+/**
+ * A child logger without redaction, only for lines built field by field from values that cannot
+ * hold a credential (the access line, the audit record): no redact path can match their keys, so
+ * the output is the same, but redaction walks all its paths, wildcards included, on every line,
+ * which measured at about two thirds of the CPU cost of writing such a line. Every other line,
+ * and anything carrying an error, keeps the redacting logger.
+ */
+export function unredacted (logger: FastifyBaseLogger, bindings: Record<string, string> = {}): FastifyBaseLogger {
+  return logger.child(bindings, { redact: { paths: [] } })
+}
+
 interface AccessLine {
+  request_id: string
   method: string
   path: string
   route: string | undefined
@@ -70,6 +82,8 @@ interface AccessLine {
   upstream_calls?: number
   upstream_outcome?: string | undefined
   trace_id?: string
+  /** The connection closed before the answer was written. */
+  aborted?: true
 }
 
 /**
@@ -77,14 +91,43 @@ interface AccessLine {
  * actor and, for requests that called emnify, the time spent there and the last outcome.
  */
 export class AccessLog extends LogController {
+  #lines: FastifyBaseLogger | undefined
+  #errors: FastifyBaseLogger | undefined
+
   constructor () {
     super({ requestIdLogLabel: 'request_id' })
+  }
+
+  /** The app's logger, known only once Fastify has built it. */
+  attach (logger: FastifyBaseLogger): void {
+    this.#errors = logger
+    this.#lines = unredacted(logger)
   }
 
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = this.#line(request, reply)
+    if (error) (this.#errors ?? reply.log).error({ ...line, err: error }, 'request errored')
+    else (this.#lines ?? reply.log).info(line, 'request completed')
+  }
+
+  /**
+   * The connection closed before the answer could be written, so Fastify logs nothing: the app
+   * calls this instead. 408 when the server cut off a request that did not arrive in time,
+   * otherwise 499 (the client left), as nginx logs it.
+   */
+  requestAborted (request: FastifyRequest, reply: FastifyReply): void {
+    const line = this.#line(request, reply)
+    const timedOut = (request.raw.socket.errored as { code?: string } | null)?.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    line.status = timedOut ? 408 : 499
+    line.aborted = true
+    ;(this.#lines ?? reply.log).info(line, timedOut ? 'request timed out' : 'request aborted by the client')
+  }
+
+  #line (request: FastifyRequest, reply: FastifyReply): AccessLine {
     const line: AccessLine = {
+      request_id: request.id,
       method: request.method,
       path: pathOf(request.url),
       route: request.routeOptions.url,
@@ -99,7 +142,6 @@ export class AccessLog extends LogController {
       line.upstream_outcome = upstream.outcome
       if (upstream.traceparent !== undefined) line.trace_id = upstream.traceparent.slice(3, 35)
     }
-    if (error) reply.log.error({ ...line, err: error }, 'request errored')
-    else reply.log.info(line, 'request completed')
+    return line
   }
 }

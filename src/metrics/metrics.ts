@@ -25,6 +25,12 @@ function processMetrics (): Registry {
   return processRegistry
 }
 
+/** An in-memory store whose size is watched: every one the BFF keeps is bounded. */
+export interface BoundedStore {
+  readonly size: number
+  readonly capacity: number
+}
+
 /** The BFF's Prometheus series, in a registry of its own per app. */
 export class Metrics {
   readonly registry = new Registry()
@@ -33,6 +39,7 @@ export class Metrics {
   readonly #authenticate: Counter<'outcome'>
   readonly #sessions: Counter<'event'>
   #tokenExpiresIn: () => number = () => 0
+  #stores: Record<string, BoundedStore> = {}
 
   constructor () {
     processMetrics()
@@ -71,6 +78,27 @@ export class Metrics {
       registers,
       collect () { this.set(tokenExpiresIn()) }
     })
+    const stores = () => this.#stores
+    // eslint-disable-next-line no-new -- registered in the registry, read only on scrape
+    new Gauge({
+      name: 'emnify_bff_store_entries',
+      help: 'Entries held by each in-memory store (revocations, session_rate_limit, login_lockout, upstream_token)',
+      labelNames: ['store'],
+      registers,
+      collect () {
+        for (const [store, { size }] of Object.entries(stores())) this.set({ store }, size)
+      }
+    })
+    // eslint-disable-next-line no-new -- registered in the registry, read only on scrape
+    new Gauge({
+      name: 'emnify_bff_store_capacity',
+      help: 'The most entries each in-memory store may hold; beyond it the oldest or soonest-expiring entry goes',
+      labelNames: ['store'],
+      registers,
+      collect () {
+        for (const [store, { capacity }] of Object.entries(stores())) this.set({ store }, capacity)
+      }
+    })
     // Series that exist from the first scrape, so rates and alerts do not start from "no data".
     for (const outcome of ['ok', 'failed']) this.#authenticate.inc({ outcome }, 0)
     for (const event of SESSION_EVENTS) this.#sessions.inc({ event }, 0)
@@ -92,6 +120,11 @@ export class Metrics {
 
   session (event: SessionEvent): void {
     this.#sessions.labels(event).inc()
+  }
+
+  /** The stores whose size and capacity are read at scrape time. */
+  watchStores (stores: Record<string, BoundedStore>): void {
+    this.#stores = stores
   }
 
   /** Where the token gauge reads from at scrape time. */

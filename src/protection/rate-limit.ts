@@ -39,6 +39,10 @@ export class WindowCounter {
     return this.#windows.size
   }
 
+  get capacity (): number {
+    return this.#capacity
+  }
+
   /** Whole seconds until `window` resets, at least 1. */
   secondsLeft (window: Readonly<Window>): number {
     return Math.max(1, Math.ceil((window.resetAt - this.#now()) / 1000))
@@ -62,6 +66,8 @@ export class WindowCounter {
 }
 
 export interface SessionRateLimit {
+  /** The counts behind the limit (its size is exported as a metric). */
+  counter: WindowCounter
   /** For the session plugin: counts a request it is about to refuse, so unauthenticated floods are limited per IP. */
   onReject: (request: FastifyRequest, reply: FastifyReply) => void
 }
@@ -103,6 +109,7 @@ export function sessionRateLimit (app: FastifyInstance, max: number, counter = n
   })
 
   return {
+    counter,
     onReject: (request, reply) => {
       if (request.routeOptions.config.sessionRateLimit === true) count(request, reply)
     }

@@ -19,28 +19,47 @@ const JSON_TYPES = new Set(['application/json', 'application/merge-patch+json'])
 function mediaType (header: string | undefined): string | undefined {
   if (header === undefined) return undefined
   const semicolon = header.indexOf(';')
-  return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase()
+  // Only HTTP whitespace (SP, HTAB) surrounds a media type; String#trim would also drop e.g. U+00A0.
+  return (semicolon === -1 ? header : header.slice(0, semicolon)).replace(/^[ \t]+|[ \t]+$/g, '').toLowerCase()
 }
 
-/** RFC 7240: `Prefer` may list several preferences, comma-separated, in any case. */
+/**
+ * RFC 7240: `Prefer` may list several preferences, comma-separated, in any case; a preference
+ * given more than once counts only the first time (`return=minimal, return=representation` is minimal).
+ */
 export function prefersRepresentation (header: string | undefined): boolean {
   if (header === undefined) return false
   for (const part of header.split(',')) {
-    if (part.split(';')[0]?.trim().toLowerCase().replace(/\s*=\s*/, '=') === 'return=representation') return true
+    const preference = part.split(';')[0]?.trim().toLowerCase().replace(/\s*=\s*/, '=') ?? ''
+    if (preference === 'return' || preference.startsWith('return=')) return preference === 'return=representation'
   }
   return false
 }
+
+/** How many header lines of this (lower-case) name arrived; Node keeps only the first of some. */
+function headerLines (request: FastifyRequest, name: string): number {
+  const raw = request.raw.rawHeaders
+  let lines = 0
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === name) lines++
+  return lines
+}
+
+// RFC 8259 §8.1: JSON text is UTF-8. A lenient decoder would turn bad bytes into U+FFFD and
+// forward a change the client never sent.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 interface ContactParams { org_id: string, contact_id: string }
 
 /**
  * Authorisation runs at onRequest, before the body is read: a caller without rights to the
- * organisation learns nothing from body validation and costs nothing to parse.
+ * organisation learns nothing from body validation and costs nothing to parse. The hooks here
+ * are synchronous (Fastify catches what they throw): an async hook costs a promise and a
+ * microtask hop on every request.
  */
-async function authoriseOrganisation (request: FastifyRequest) {
+function authoriseOrganisation (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   const params = request.params as ContactParams
-  const bad = [params.org_id, params.contact_id].map((value, i) => ID_REGEX.test(value) ? undefined : i).filter((i) => i !== undefined)
-  if (bad.length > 0) {
+  if (!ID_REGEX.test(params.org_id) || !ID_REGEX.test(params.contact_id)) {
+    const bad = [params.org_id, params.contact_id].map((value, i) => ID_REGEX.test(value) ? undefined : i).filter((i) => i !== undefined)
     throw new Problem('VALIDATION_FAILED', {
       detail: 'The path parameters are invalid',
       errors: bad.map((i) => ({ pointer: i === 0 ? '/org_id' : '/contact_id', detail: 'must be a positive decimal integer', in: 'path' as const }))
@@ -49,17 +68,38 @@ async function authoriseOrganisation (request: FastifyRequest) {
   if (request.session === null || !allowsOrganisation(request.session, params.org_id)) {
     throw new Problem('ORGANISATION_FORBIDDEN', { detail: 'This session may not act on that organisation' })
   }
+  done()
 }
 
-async function requireJson (request: FastifyRequest, _reply: FastifyReply, payload: NodeJS.ReadableStream) {
-  if (!JSON_TYPES.has(mediaType(request.headers['content-type']) ?? '')) {
+function requireJson (request: FastifyRequest, _reply: FastifyReply, _payload: unknown, done: () => void): void {
+  // Content-Type is a singleton: of several lines Node keeps the first, which need not be what the client meant.
+  if (headerLines(request, 'content-type') > 1 || !JSON_TYPES.has(mediaType(request.headers['content-type']) ?? '')) {
     throw new Problem('UNSUPPORTED_MEDIA_TYPE', { detail: 'Send application/json or application/merge-patch+json' })
   }
-  return payload
+  // Nothing here decodes a content coding, so a compressed body would be read as if it were plain.
+  const codings = (request.headers['content-encoding'] ?? '').split(',').map((coding) => coding.trim().toLowerCase())
+  if (codings.some((coding) => coding !== '' && coding !== 'identity')) {
+    throw new Problem('UNSUPPORTED_MEDIA_TYPE', { detail: 'Send the body without a Content-Encoding' })
+  }
+  done()
 }
 
 export default async function contactRoutes (fastify: FastifyInstance, { client, audit }: ContactRoutesOptions) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+
+  // This plugin's own JSON parser (encapsulated): the default one, fed only strictly decoded UTF-8.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser([...JSON_TYPES])
+  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string
+    try {
+      text = strictUtf8.decode(body as Buffer)
+    } catch {
+      done(new Problem('MALFORMED_JSON', { detail: 'The request body is not valid UTF-8' }), undefined)
+      return
+    }
+    parseJson(request, text, done)
+  })
 
   app.patch('/api/v1/organisation/:org_id/contact/:contact_id', {
     bodyLimit: CONTACT_BODY_LIMIT,
@@ -94,7 +134,7 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
   }, async (request, reply) => {
     const { org_id: orgId, contact_id: contactId } = request.params
     const patch = request.body
-    const upstream = upstreamContext(request.id, validTraceparent(request.headers.traceparent))
+    const upstream = upstreamContext(request.id, validTraceparent(request.headers.traceparent), reply.raw)
     request.upstream = upstream
     // The validated object, re-serialised: nothing the schema did not accept can reach emnify.
     await client.patchContact(orgId, contactId, JSON.stringify(patch), upstream)
@@ -109,7 +149,8 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
     }, 'contact updated')
 
     reply.header('vary', 'Prefer')
-    if (prefersRepresentation(request.headers.prefer)) {
+    // A client that left while the PATCH was under way gets no representation: do not read one.
+    if (prefersRepresentation(request.headers.prefer) && !reply.raw.destroyed) {
       try {
         const contact = await client.getContact(orgId, contactId, upstream)
         if (typeof contact.id === 'number') {

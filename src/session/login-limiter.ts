@@ -26,6 +26,10 @@ export class LoginLimiter {
     return this.#failures.size
   }
 
+  get capacity (): number {
+    return this.#maxUsers
+  }
+
   #recent (key: string, now: number): number[] {
     const times = this.#failures.get(key)
     if (times === undefined) return []

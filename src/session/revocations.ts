@@ -26,6 +26,10 @@ export class Revocations {
     return this.#entries.size
   }
 
+  get capacity (): number {
+    return this.#max
+  }
+
   revoke (claims: SessionClaims, token: string): void {
     const now = this.#now()
     // Verification accepts a token until exp plus the clock tolerance (inclusive); so must this.

@@ -14,10 +14,15 @@ export interface UpstreamContext {
   calls: number
   /** Outcome of the last call. */
   outcome: Outcome | undefined
+  /**
+   * The inbound response: once it is destroyed the client has gone, and calls not yet sent are
+   * not sent (a property read per call; no listener, no signal).
+   */
+  readonly inbound: { readonly destroyed: boolean } | undefined
 }
 
-export function upstreamContext (requestId: string, traceparent?: string): UpstreamContext {
-  return { requestId, traceparent, ms: 0, calls: 0, outcome: undefined }
+export function upstreamContext (requestId: string, traceparent?: string, inbound?: { readonly destroyed: boolean }): UpstreamContext {
+  return { requestId, traceparent, ms: 0, calls: 0, outcome: undefined, inbound }
 }
 
 // Version 00 only: a later version may change the layout, and forwarding what we cannot check is worse than dropping it.

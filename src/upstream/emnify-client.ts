@@ -17,6 +17,19 @@ export interface EmnifyClientOptions {
 
 export type ContactRepresentation = Record<string, unknown>
 
+/**
+ * The client left before a call was sent, so it was not sent: nobody waits for its answer, and a
+ * change the client may believe abandoned must not be applied behind its back. 499 is how nginx
+ * logs such requests; as a 4xx it is not reported as an upstream failure.
+ */
+export class ClientGoneError extends Error {
+  override name = 'ClientGoneError'
+  readonly statusCode = 499
+  constructor () {
+    super('the client closed the connection before the upstream call was sent')
+  }
+}
+
 function contactPath (orgId: string, contactId: string): string {
   return `/api/v1/organisation/${orgId}/contact/${contactId}`
 }
@@ -83,6 +96,9 @@ export class EmnifyClient {
   ): Promise<UpstreamResponse> {
     for (let attempt = 0; ; attempt++) {
       const token = this.#tokens.peek() ?? await this.#tokens.get()
+      // Checked after the token wait and before the 401 retry; a call already sent is left to
+      // finish within its budget (it may have been applied, and the audit record needs its outcome).
+      if (context.inbound?.destroyed === true) throw new ClientGoneError()
       const headers: Record<string, string> = {
         authorization: `Bearer ${token}`,
         accept: 'application/json',

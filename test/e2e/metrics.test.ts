@@ -170,3 +170,22 @@ t.test('METRICS_ENABLED=false: no /metrics, everything else works', async (t) =>
   t.equal((await stack.patch(CONTACT, { city: 'Berlin' })).status, 204)
   t.equal((await stack.call('GET', '/health/ready')).status, 200)
 })
+
+t.test('every in-memory store reports its size and its bound', async (t) => {
+  const stack = await startStack(t)
+  const store = (text: string, name: string, kind: 'entries' | 'capacity') => sample(text, `emnify_bff_store_${kind}`, { store: name })
+  let text = await scrape(stack)
+  t.same(
+    ['revocations', 'session_rate_limit', 'login_lockout', 'upstream_token'].map((name) => [store(text, name, 'entries'), store(text, name, 'capacity')]),
+    [[0, 100_000], [0, 10_000], [0, 50_000], [0, 1]]
+  )
+
+  t.equal((await stack.patch(CONTACT, { city: 'Berlin' })).status, 204)
+  const other = session('bob', [1])
+  t.equal((await stack.call('POST', '/auth/logout', { headers: { authorization: `Bearer ${other}` } })).status, 204)
+  text = await scrape(stack)
+  t.equal(store(text, 'revocations', 'entries'), 1, 'the logged-out session')
+  t.equal(store(text, 'session_rate_limit', 'entries'), 1, 'one window, for alice')
+  t.equal(store(text, 'upstream_token', 'entries'), 1, 'the auth_token is cached')
+  t.equal(store(text, 'login_lockout', 'entries'), 0)
+})
