@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import {
   ROOT, CONTACT_PATH, PATCH_BODY, APPLICATION_TOKEN, SECRET, benchSession, buildProduction, freePort,
-  startProcess, startUpstream
+  startProcess, startUpstream, upstreamToken
 } from './lib.ts'
 
 const { values: args } = parseArgs({
@@ -15,6 +15,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '50' },
     duration: { type: 'string', default: '10' },
     top: { type: 'string', default: '40' },
+    // floor or reply-from profile the references the same way, for a side-by-side reading.
+    target: { type: 'string', default: 'bff' },
     'skip-build': { type: 'boolean', default: false }
   }
 })
@@ -29,7 +31,11 @@ if (!args['skip-build']) buildProduction()
 
 const upstream = await startUpstream(join(dir, 'upstream.log'))
 const port = await freePort()
-const bff = await startProcess('bff', ['--cpu-prof', '--cpu-prof-dir', dir, 'dist/server.js'], {
+const script = { bff: 'dist/server.js', floor: 'bench/floor.ts', 'reply-from': 'bench/reply-from.ts' }[args.target as string]
+if (script === undefined) throw new Error('--target must be bff, floor or reply-from')
+const authorization = `Bearer ${args.target === 'bff' ? benchSession() : await upstreamToken(upstream.url)}`
+const bff = await startProcess(args.target as string, ['--cpu-prof', '--cpu-prof-dir', dir, script], {
+  UPSTREAM: upstream.url,
   HOST: '127.0.0.1',
   PORT: String(port),
   LOG_LEVEL: 'info',
@@ -43,14 +49,16 @@ const bff = await startProcess('bff', ['--cpu-prof', '--cpu-prof-dir', dir, 'dis
 const drive = (seconds: number) => autocannon({
   url: bff.url + CONTACT_PATH,
   method: 'PATCH',
-  headers: { authorization: `Bearer ${benchSession()}`, 'content-type': 'application/json' },
+  headers: { authorization, 'content-type': 'application/json' },
   body: PATCH_BODY,
   connections: Number(args.connections),
   duration: seconds
 })
+let requests = 0
 try {
   await drive(3)
   const result = await drive(Number(args.duration))
+  requests = result.requests.total
   console.log(`${result.requests.total} requests, ${Math.round(result.requests.total / result.duration)} req/s, p99 ${result.latency.p99} ms, errors ${result.errors + result.non2xx}`)
 } finally {
   await bff.stop()
