@@ -54,11 +54,9 @@ const drive = (seconds: number) => autocannon({
   connections: Number(args.connections),
   duration: seconds
 })
-let requests = 0
 try {
   await drive(3)
   const result = await drive(Number(args.duration))
-  requests = result.requests.total
   console.log(`${result.requests.total} requests, ${Math.round(result.requests.total / result.duration)} req/s, p99 ${result.latency.p99} ms, errors ${result.errors + result.non2xx}`)
 } finally {
   await bff.stop()
