@@ -4,7 +4,7 @@ import fastifyRateLimit from '@fastify/rate-limit'
 import ajvFormats from 'ajv-formats'
 import type { DestinationStream } from 'pino'
 import { corsOrigins, type Config } from './config/config.ts'
-import errorsPlugin, { sendProblem, toProblem } from './errors/handler.ts'
+import errorsPlugin, { clientErrorResponse, sendProblem, toProblem } from './errors/handler.ts'
 import { AccessLog, loggerOptions, requestId, unredacted } from './logging/logger.ts'
 import authRoutes from './routes/auth.ts'
 import contactRoutes from './routes/contacts.ts'
@@ -98,6 +98,14 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true },
       // ajv-formats types its own copy of Ajv; the runtime objects are the same.
       plugins: [ajvFormats.default as never]
+    },
+    // Requests Node's parser refuses (bad bytes, headers too large) or times out never reach the
+    // error handler; they still get problem+json with the security headers.
+    clientErrorHandler (error, socket) {
+      const response = clientErrorResponse(error, security)
+      if (response !== undefined && socket.writable) socket.write(response)
+      // As Node and Fastify do; the error stays on the socket, where the access line reads a timeout.
+      socket.destroy(error)
     },
     frameworkErrors (error, request, reply) {
       // Router-level rejections (bad URL encoding, over-long param) bypass Fastify's response

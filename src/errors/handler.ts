@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { pathOf } from '../logging/logger.ts'
@@ -77,6 +78,39 @@ export function problemBody (problem: Problem, request: FastifyRequest): Problem
   }
   if (problem.errors !== undefined) body.errors = problem.errors
   return body
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }
+const REQUEST_LINE_PATH = /^[A-Z]+ (\/[\x21-\x7e]{0,2047}) HTTP\/1\.[01]\r?$/m
+
+/**
+ * The whole HTTP answer to a request Node's parser refused or timed out, which never reaches
+ * Fastify's routing, hooks or error handler: still problem+json, still with the security headers.
+ * Undefined when nothing should be written (the client is gone).
+ */
+export function clientErrorResponse (error: { code?: string, rawPacket?: unknown }, headers: Readonly<Record<string, string>>): string | undefined {
+  if (error.code === 'ECONNRESET') return undefined
+  const problem = error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? new Problem('REQUEST_TIMEOUT', { detail: 'The request did not arrive completely in time' })
+    : error.code === 'HPE_HEADER_OVERFLOW'
+      ? new Problem('HEADERS_TOO_LARGE', { detail: 'The request headers are too large' })
+      : new Problem('VALIDATION_FAILED', { detail: 'The request is not valid HTTP/1.1' })
+  // The path, when the request line itself could be read; never anything after it (it may hold credentials).
+  const path = Buffer.isBuffer(error.rawPacket) ? REQUEST_LINE_PATH.exec(error.rawPacket.toString('latin1', 0, 2100))?.[1] : undefined
+  const body = JSON.stringify({
+    type: problemType(problem.code),
+    title: PROBLEMS[problem.code].title,
+    status: problem.status,
+    detail: problem.detail,
+    instance: path === undefined ? '/' : pathOf(path),
+    code: problem.code,
+    request_id: randomUUID()
+  } satisfies ProblemBody)
+  let head = `HTTP/1.1 ${problem.status} ${REASONS[problem.status]}\r\ncontent-type: application/problem+json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n`
+  if (headers['x-content-type-options'] === undefined) head += 'x-content-type-options: nosniff\r\n'
+  for (const name in headers) head += `${name}: ${headers[name]}\r\n`
+  return `${head}\r\n${body}`
 }
 
 export function sendProblem (reply: FastifyReply, problem: Problem) {

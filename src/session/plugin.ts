@@ -48,6 +48,15 @@ export interface SessionPluginOptions {
   onReject?: (request: FastifyRequest, reply: FastifyReply) => void
 }
 
+function authorizationLines (raw: string[]): number {
+  let count = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === 13 && name.toLowerCase() === 'authorization') count++
+  }
+  return count
+}
+
 function unauthenticated (detail: string): Problem {
   return new Problem('UNAUTHENTICATED', { detail })
 }
@@ -108,6 +117,8 @@ async function sessionPlugin (app: FastifyInstance, { config, onReject }: Sessio
 
     let token: string
     if (header !== undefined) {
+      // Node keeps the first of several Authorization lines; acting on either would be a guess.
+      if (authorizationLines(request.raw.rawHeaders) > 1) throw unauthenticated('Send one Authorization header')
       const match = BEARER.exec(header)
       if (match === null) throw unauthenticated('Authorization must use the Bearer scheme')
       token = match[1] as string

@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify, { errorCodes, type FastifyError, type FastifyRequest } from 'fastify'
-import errorsPlugin, { problemBody, toProblem } from '../../src/errors/handler.ts'
+import errorsPlugin, { clientErrorResponse, problemBody, toProblem } from '../../src/errors/handler.ts'
 import { Problem, PROBLEMS, problemType, type ProblemBody } from '../../src/errors/problems.ts'
 
 const LEAKY = 'connect ECONNREFUSED 10.0.0.5:5432 password=hunter2 at /srv/app/db.js:12'
@@ -291,4 +291,32 @@ t.test('the errors plugin answers problem+json', async (t) => {
       t.equal(problemOf(response.body).code, code)
     }
   })
+})
+
+t.test('requests Node refuses before routing still get problem+json with the security headers', async (t) => {
+  const headers = { 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff' }
+  const parse = (raw: string) => {
+    const [head = '', body = ''] = raw.split('\r\n\r\n')
+    return { head, problem: JSON.parse(body) }
+  }
+  const cases = [
+    { error: { code: 'HPE_INVALID_HEADER_TOKEN', rawPacket: Buffer.from('PATCH /api/v1/organisation/1/contact/2?x=1 HTTP/1.1\r\nauthorization: Bearer secret-token\r\nx-bad: \x01\r\n') }, status: 400, code: 'VALIDATION_FAILED', instance: '/api/v1/organisation/1/contact/2' },
+    { error: { code: 'ERR_HTTP_REQUEST_TIMEOUT' }, status: 408, code: 'REQUEST_TIMEOUT', instance: '/' },
+    { error: { code: 'HPE_HEADER_OVERFLOW', rawPacket: Buffer.from('GARBAGE') }, status: 431, code: 'HEADERS_TOO_LARGE', instance: '/' }
+  ]
+  for (const { error, status, code, instance } of cases) {
+    const raw = clientErrorResponse(error, headers)
+    if (raw === undefined) throw new Error('expected an answer')
+    const { head, problem } = parse(raw)
+    t.match(head, new RegExp(`^HTTP/1\\.1 ${status} `))
+    t.match(head, /\r\ncontent-type: application\/problem\+json; charset=utf-8\r\n/)
+    t.match(head, /\r\nconnection: close\r\n/)
+    t.match(head, /\r\nx-frame-options: DENY/)
+    t.equal(head.match(/x-content-type-options/g)?.length, 1, 'nosniff once')
+    t.equal(Number(/content-length: (\d+)/.exec(head)?.[1]), Buffer.byteLength(JSON.stringify(problem)))
+    t.match(problem, { status, code, instance, type: `urn:emnify-bff:problem:${code.toLowerCase().replaceAll('_', '-')}` })
+    t.match(problem.request_id, /^[0-9a-f-]{36}$/)
+    t.notMatch(raw, /secret-token/, 'nothing after the request line is echoed')
+  }
+  t.equal(clientErrorResponse({ code: 'ECONNRESET' }, headers), undefined, 'nothing is written to a client that reset')
 })
