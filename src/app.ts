@@ -21,6 +21,10 @@ import { Problem } from './errors/problems.ts'
 import { LoginLimiter } from './session/login-limiter.ts'
 import { USER_AGENT } from './version.ts'
 
+// RFC 8259 §8.1: JSON text is UTF-8. A lenient decoder would turn bad bytes into U+FFFD and
+// forward a change (or try a password) the client never sent.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** The users file behind POST /auth/login, or null when login is not offered. */
@@ -141,7 +145,17 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   // Only JSON bodies exist in this API; dropping the text/plain default turns anything else into 415.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string
+    try {
+      text = strictUtf8.decode(body as Buffer)
+    } catch {
+      done(new Problem('MALFORMED_JSON', { detail: 'The request body is not valid UTF-8' }), undefined)
+      return
+    }
+    parseJson(request, text, done)
+  })
 
   await app.register(errorsPlugin)
   const origins = corsOrigins(config)

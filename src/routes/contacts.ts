@@ -44,10 +44,6 @@ function headerLines (request: FastifyRequest, name: string): number {
   return lines
 }
 
-// RFC 8259 §8.1: JSON text is UTF-8. A lenient decoder would turn bad bytes into U+FFFD and
-// forward a change the client never sent.
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
 interface ContactParams { org_id: string, contact_id: string }
 
 /**
@@ -88,19 +84,6 @@ export default async function contactRoutes (fastify: FastifyInstance, { client,
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
 
   // This plugin's own JSON parser (encapsulated): the default one, fed only strictly decoded UTF-8.
-  const parseJson = app.getDefaultJsonParser('error', 'error')
-  app.removeContentTypeParser([...JSON_TYPES])
-  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'buffer' }, (request, body, done) => {
-    let text: string
-    try {
-      text = strictUtf8.decode(body as Buffer)
-    } catch {
-      done(new Problem('MALFORMED_JSON', { detail: 'The request body is not valid UTF-8' }), undefined)
-      return
-    }
-    parseJson(request, text, done)
-  })
-
   app.patch('/api/v1/organisation/:org_id/contact/:contact_id', {
     bodyLimit: CONTACT_BODY_LIMIT,
     config: { sessionRateLimit: true },

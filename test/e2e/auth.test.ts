@@ -606,3 +606,13 @@ t.test('user:add refuses to edit a users file the service would refuse to load',
   t.match(result.stderr, /users\[0\] "alice"/, 'names the bad entry')
   t.equal(await readFile(file, 'utf8'), broken, 'the file is unchanged')
 })
+
+t.test('a login body that is not valid UTF-8 is MALFORMED_JSON, not a login attempt with replacement characters', async (t) => {
+  const stack = await authStack(t)
+  const body = Buffer.concat([Buffer.from('{"username":"alice","password":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])
+  const response = await request(`${stack.url}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+  const reply = { status: response.statusCode, headers: response.headers, text: await response.body.text() } as Reply
+  reply.json = () => JSON.parse(reply.text)
+  assertProblem(t, reply, 400, 'MALFORMED_JSON')
+  t.notOk(stack.logs.records().some((line) => line.msg === 'login failed' || line.event === 'login_failed'), 'not counted as a failed login')
+})
