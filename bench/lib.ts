@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { loadConfig } from '../src/config/config.ts'
+import { createSigner } from 'fast-jwt'
+import { newSessionPayload, sessionSignOptions } from '../src/session/claims.ts'
 import { mintSession } from '../src/session/mint.ts'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -120,9 +122,16 @@ export function buildProduction (): void {
   if (result.status !== 0) throw new Error('npm run build failed')
 }
 
+const benchConfig = loadConfig({ env: { EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN, SESSION_SECRET: SECRET } })
+
 export function benchSession (sub = 'bench-user', ttlS = 3600): string {
-  const config = loadConfig({ env: { EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN, SESSION_SECRET: SECRET } })
-  return mintSession(config, { sub, orgs: [1, 2], ttlS }).token
+  return mintSession(benchConfig, { sub, orgs: [1, 2], ttlS }).token
+}
+
+/** Many sessions at once, one signer for all (mintSession builds a signer per call). */
+export function benchSessions (count: number, prefix: string, ttlS = 3600): string[] {
+  const sign = createSigner({ ...sessionSignOptions(benchConfig), key: SECRET, expiresIn: `${ttlS}s` })
+  return Array.from({ length: count }, (_, i) => sign(newSessionPayload(`${prefix}${i}`, [1, 2])))
 }
 
 /** An auth_token straight from the upstream, for the proxies that cannot get one themselves. */
