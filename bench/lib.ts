@@ -99,9 +99,9 @@ export async function startUpstream (logFile: string, env: Record<string, string
 }
 
 /** The BFF exactly as production runs it: the compiled dist/server.js, LOG_LEVEL=info, logs to a file. */
-export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}): Promise<Proc> {
+export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}, script = 'dist/server.js'): Promise<Proc> {
   const port = await freePort()
-  return startProcess('bff', ['dist/server.js'], {
+  return startProcess('bff', [script], {
     HOST: '127.0.0.1',
     PORT: String(port),
     LOG_LEVEL: 'info',

@@ -19,7 +19,10 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
     out: { type: 'string', default: join(ROOT, 'bench', 'results') },
-    'skip-build': { type: 'boolean', default: false }
+    'skip-build': { type: 'boolean', default: false },
+    // Another checkout of this project, built (npm ci && npm run build there): its BFF runs as a
+    // fourth target, "bff-before", for a before/after comparison under the same conditions.
+    compare: { type: 'string' }
   }
 })
 
@@ -125,6 +128,11 @@ try {
     { name: 'reply-from', proc: replyFrom, authorization: `Bearer ${authToken}` },
     { name: 'bff', proc: bff, authorization: `Bearer ${benchSession()}` }
   ]
+  if (args.compare !== undefined) {
+    const before = await startBff(upstream.url, log('bff-before'), {}, join(args.compare, 'dist', 'server.js'))
+    procs.push(before)
+    targets.push({ name: 'bff-before', proc: before, authorization: targets[2]!.authorization })
+  }
 
   const measurements: Measurement[] = []
   for (let round = 1; round <= rounds; round++) {
@@ -178,6 +186,7 @@ try {
     bffToReplyFrom: { cpu: perRound('bff', 'reply-from', 'cpuUsPerReq'), p99: perRound('bff', 'reply-from', 'p99'), throughput: perRound('bff', 'reply-from', 'reqPerS') }
   }
 
+  const bffProcesses = args.compare === undefined ? 1 : 2
   const bffRequests = of('bff').reduce((sum, m) => sum + m.requests, 0)
   const tokens = {
     coldStart: { connections, authenticateCalls: bffCounters.authenticate, unauthorized: bffCounters.unauthorized, requests: bffRequests },
@@ -199,7 +208,8 @@ try {
   const errors = measurements.reduce((sum, m) => sum + m.errors, 0) + tokens.coldBurst.errors + tokens.shortLifetime.errors
   const checks = {
     zeroErrors: errors === 0,
-    oneAuthenticateOnColdStart: tokens.coldStart.authenticateCalls === 1 && tokens.coldBurst.authenticateCalls === 1,
+    // One per BFF process: with --compare, the before-BFF shares the upstream.
+    oneAuthenticateOnColdStart: tokens.coldStart.authenticateCalls === bffProcesses && tokens.coldBurst.authenticateCalls === 1,
     refreshWithout401: tokens.shortLifetime.unauthorized === 0 && tokens.coldStart.unauthorized === 0 && tokens.coldBurst.unauthorized === 0,
     // Requests still in flight when autocannon stops reached the upstream but are not counted as done.
     noResentPatch: tokens.shortLifetime.upstreamPatches <= tokens.shortLifetime.requests + connections,
@@ -217,7 +227,7 @@ try {
   const versions = Object.fromEntries(['fastify', 'undici', '@fastify/reply-from', '@fastify/jwt', 'fast-jwt', 'pino', 'autocannon'].map((name) => [name, versionOf(name)]))
   const options = { connections, duration, warmup, rounds, quick }
 
-  const rows = ['floor', 'reply-from', 'bff'].map((name) => {
+  const rows = targets.map(({ name }) => {
     const s = summary[name]!
     return `| ${name} | ${fmt(s.reqPerS, 0)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.p999, 2)} | ${s.errors} | **${fmt(s.cpuUsPerReq)}** | ${fmt(s.rssMiB)} |`
   })
@@ -233,10 +243,14 @@ try {
     `| bff ÷ floor | ${ratioText(ratios.bffToFloor.cpu)} | ${ratioText(ratios.bffToFloor.p99)} | ${ratioText(ratios.bffToFloor.throughput)} |`,
     `| reply-from ÷ floor | ${ratioText(ratios.replyFromToFloor.cpu)} | ${ratioText(ratios.replyFromToFloor.p99)} | ${ratioText(ratios.replyFromToFloor.throughput)} |`,
     `| bff ÷ reply-from | ${ratioText(ratios.bffToReplyFrom.cpu)} | ${ratioText(ratios.bffToReplyFrom.p99)} | ${ratioText(ratios.bffToReplyFrom.throughput)} |`,
+    ...(args.compare === undefined
+      ? []
+      : [`| bff ÷ bff-before | ${ratioText(perRound('bff', 'bff-before', 'cpuUsPerReq'))} | ${ratioText(perRound('bff', 'bff-before', 'p99'))} | ${ratioText(perRound('bff', 'bff-before', 'reqPerS'))} |`,
+          `| bff-before ÷ floor | ${ratioText(perRound('bff-before', 'floor', 'cpuUsPerReq'))} | ${ratioText(perRound('bff-before', 'floor', 'p99'))} | ${ratioText(perRound('bff-before', 'floor', 'reqPerS'))} |`]),
     '',
     '| token behaviour | result |',
     '|---|---|',
-    `| cold start, ${connections} connections | ${tokens.coldStart.authenticateCalls} authenticate call for ${tokens.coldStart.requests} requests, ${tokens.coldStart.unauthorized} upstream 401s |`,
+    `| cold start, ${connections} connections | ${tokens.coldStart.authenticateCalls} authenticate call${bffProcesses > 1 ? `s (one per BFF process, ${bffProcesses} processes)` : ''} for ${tokens.coldStart.requests} requests, ${tokens.coldStart.unauthorized} upstream 401s |`,
     `| cold start, ${burstConnections} connections at once | ${tokens.coldBurst.authenticateCalls} authenticate call for ${tokens.coldBurst.requests} requests, ${tokens.coldBurst.errors} errors |`,
     `| ${lifetimeS} s token lifetime for ${refreshSeconds} s | ${tokens.shortLifetime.authenticateCalls} authenticate calls, ${tokens.shortLifetime.unauthorized} upstream 401s, ${tokens.shortLifetime.upstreamPatches} upstream PATCHes for ${tokens.shortLifetime.requests} requests, p99 ${fmt(tokens.shortLifetime.p99, 2)} ms, p99.9 ${fmt(tokens.shortLifetime.p999, 2)} ms (${fmt(tokens.shortLifetime.p999ToSteady, 2)}× the steady p99.9) |`,
     '',
