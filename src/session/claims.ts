@@ -23,8 +23,17 @@ const MAX_ORGS = 10_000
  */
 export function hasCanonicalSignature (token: string): boolean {
   const signature = token.slice(token.lastIndexOf('.') + 1)
-  return Buffer.from(signature, 'base64url').toString('base64url') === signature
+  // Read off the characters instead of decoding and re-encoding on every request: only
+  // base64url characters, no impossible length, and the last character's unused bits all zero.
+  if (!BASE64URL.test(signature)) return false
+  const rest = signature.length % 4
+  if (rest === 0) return true
+  if (rest === 1) return false
+  return (BASE64URL_ALPHABET.indexOf(signature[signature.length - 1] as string) & (rest === 2 ? 0b1111 : 0b11)) === 0
 }
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
 /** Options shared by every place that signs or verifies a session, so they cannot drift apart. */
 export function sessionSignOptions (config: SessionConfig) {

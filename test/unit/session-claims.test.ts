@@ -3,6 +3,7 @@ import { createHmac } from 'node:crypto'
 import { createDecoder, createVerifier } from 'fast-jwt'
 import {
   allowsOrganisation,
+  hasCanonicalSignature,
   CLOCK_TOLERANCE_MS,
   isSessionClaims,
   newSessionPayload,
@@ -286,4 +287,23 @@ t.test('sessionVerifyOptions', async (t) => {
     t.equal(options.allowedIss, config.SESSION_ISSUER)
     t.equal(options.allowedAud, config.SESSION_AUDIENCE)
   })
+})
+
+t.test('the canonical-signature check agrees with decoding and re-encoding, for any string', async (t) => {
+  const fc = (await import('fast-check')).default
+  const roundTrip = (signature: string) => Buffer.from(signature, 'base64url').toString('base64url') === signature
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  const base64urlish = fc.array(fc.constantFrom(...alphabet, '=', '+', '/', '.', ' ', 'é'), { maxLength: 90 }).map((chars) => chars.join(''))
+  const seed = Number(process.env.FC_SEED ?? Date.now() % 2 ** 31)
+  t.comment(`seed ${seed}`)
+  // A signature segment never holds a dot: the token's last dot starts it.
+  const segment = fc.oneof(base64urlish, fc.string({ maxLength: 60 })).filter((s) => !s.includes('.'))
+  fc.assert(fc.property(segment, (signature) => {
+    return hasCanonicalSignature(`aaa.bbb.${signature}`) === roundTrip(signature)
+  }), { seed, numRuns: 20_000 })
+  // Every spelling of a real HS256 signature: exactly one is canonical.
+  const signature = createHmac('sha256', 'k').update('x').digest('base64url')
+  const spellings = [...alphabet].map((last) => signature.slice(0, -1) + last).filter((s) => Buffer.from(s, 'base64url').equals(Buffer.from(signature, 'base64url')))
+  t.equal(spellings.length, 4)
+  t.same(spellings.filter((s) => hasCanonicalSignature(`a.b.${s}`)), [signature])
 })
