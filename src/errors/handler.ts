@@ -67,14 +67,18 @@ export function toProblem (error: FastifyError | Problem | Error): Problem {
 }
 
 export function problemBody (problem: Problem, request: FastifyRequest): ProblemBody {
+  return problemFields(problem, pathOf(request.url), request.id)
+}
+
+function problemFields (problem: Problem, instance: string, requestId: string): ProblemBody {
   const body: ProblemBody = {
     type: problemType(problem.code),
     title: PROBLEMS[problem.code].title,
     status: problem.status,
     detail: problem.detail,
-    instance: pathOf(request.url),
+    instance,
     code: problem.code,
-    request_id: request.id
+    request_id: requestId
   }
   if (problem.errors !== undefined) body.errors = problem.errors
   return body
@@ -97,15 +101,7 @@ export function clientErrorResponse (error: { code?: string, rawPacket?: unknown
       : new Problem('VALIDATION_FAILED', { detail: 'The request is not valid HTTP/1.1' })
   // The path, when the request line itself could be read; never anything after it (it may hold credentials).
   const path = Buffer.isBuffer(error.rawPacket) ? REQUEST_LINE_PATH.exec(error.rawPacket.toString('latin1', 0, 2100))?.[1] : undefined
-  const body = JSON.stringify({
-    type: problemType(problem.code),
-    title: PROBLEMS[problem.code].title,
-    status: problem.status,
-    detail: problem.detail,
-    instance: path === undefined ? '/' : pathOf(path),
-    code: problem.code,
-    request_id: randomUUID()
-  } satisfies ProblemBody)
+  const body = JSON.stringify(problemFields(problem, path === undefined ? '/' : pathOf(path), randomUUID()))
   let head = `HTTP/1.1 ${problem.status} ${REASONS[problem.status]}\r\ncontent-type: application/problem+json; charset=utf-8\r\n` +
     `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n`
   if (headers['x-content-type-options'] === undefined) head += 'x-content-type-options: nosniff\r\n'

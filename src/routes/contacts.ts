@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type Static } from 'typebox'
 import { Problem } from '../errors/problems.ts'
+import { headerLines } from '../protection/header-lines.ts'
 import { allowsOrganisation } from '../session/claims.ts'
 import { ContactParamsSchema, ContactPatchSchema, ContactSchema, ID_REGEX } from '../schemas/contact.ts'
 import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
@@ -36,14 +37,6 @@ export function prefersRepresentation (header: string | undefined): boolean {
   return false
 }
 
-/** How many header lines of this (lower-case) name arrived; Node keeps only the first of some. */
-function headerLines (request: FastifyRequest, name: string): number {
-  const raw = request.raw.rawHeaders
-  let lines = 0
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === name) lines++
-  return lines
-}
-
 interface ContactParams { org_id: string, contact_id: string }
 
 /**
@@ -69,12 +62,15 @@ function authoriseOrganisation (request: FastifyRequest, _reply: FastifyReply, d
 
 function requireJson (request: FastifyRequest, _reply: FastifyReply, _payload: unknown, done: () => void): void {
   // Content-Type is a singleton: of several lines Node keeps the first, which need not be what the client meant.
-  if (headerLines(request, 'content-type') > 1 || !JSON_TYPES.has(mediaType(request.headers['content-type']) ?? '')) {
+  if (headerLines(request.raw.rawHeaders, 'content-type') > 1 || !JSON_TYPES.has(mediaType(request.headers['content-type']) ?? '')) {
     throw new Problem('UNSUPPORTED_MEDIA_TYPE', { detail: 'Send application/json or application/merge-patch+json' })
   }
   // Nothing here decodes a content coding, so a compressed body would be read as if it were plain.
-  const codings = (request.headers['content-encoding'] ?? '').split(',').map((coding) => coding.trim().toLowerCase())
-  if (codings.some((coding) => coding !== '' && coding !== 'identity')) {
+  const encoding = request.headers['content-encoding']
+  if (encoding !== undefined && encoding.split(',').some((part) => {
+    const coding = part.trim().toLowerCase()
+    return coding !== '' && coding !== 'identity'
+  })) {
     throw new Problem('UNSUPPORTED_MEDIA_TYPE', { detail: 'Send the body without a Content-Encoding' })
   }
   done()

@@ -4,6 +4,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/config.ts'
 import { Revocations } from './revocations.ts'
+import { headerLines } from '../protection/header-lines.ts'
 import { Problem } from '../errors/problems.ts'
 import {
   hasCanonicalSignature,
@@ -46,15 +47,6 @@ export interface SessionPluginOptions {
    * instead. The per-session rate limit uses it to count unauthenticated requests per IP.
    */
   onReject?: (request: FastifyRequest, reply: FastifyReply) => void
-}
-
-function authorizationLines (raw: string[]): number {
-  let count = 0
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === 13 && name.toLowerCase() === 'authorization') count++
-  }
-  return count
 }
 
 function unauthenticated (detail: string): Problem {
@@ -118,7 +110,7 @@ async function sessionPlugin (app: FastifyInstance, { config, onReject }: Sessio
     let token: string
     if (header !== undefined) {
       // Node keeps the first of several Authorization lines; acting on either would be a guess.
-      if (authorizationLines(request.raw.rawHeaders) > 1) throw unauthenticated('Send one Authorization header')
+      if (headerLines(request.raw.rawHeaders, 'authorization') > 1) throw unauthenticated('Send one Authorization header')
       const match = BEARER.exec(header)
       if (match === null) throw unauthenticated('Authorization must use the Bearer scheme')
       token = match[1] as string

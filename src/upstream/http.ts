@@ -80,17 +80,12 @@ const EMPTY: Buffer = Buffer.alloc(0)
  * only up to a cap; a connect failure, where nothing was sent, is retried once.
  */
 export class UpstreamHttp {
-  readonly #pool: Pool
-  readonly #timeoutMs: number
-  readonly #cap: number
   readonly #observe: CallObserver | undefined
   readonly #settings: CallSettings
 
   constructor (options: UpstreamHttpOptions) {
-    this.#timeoutMs = options.timeoutMs
-    this.#cap = options.maxResponseBytes ?? 256 * 1024
     this.#observe = options.observe
-    this.#pool = new Pool(options.origin, {
+    const pool = new Pool(options.origin, {
       connections: options.connections ?? 64,
       pipelining: 1,
       keepAliveTimeout: 4_000,
@@ -101,9 +96,9 @@ export class UpstreamHttp {
       connect: { timeout: Math.min(options.timeoutMs, 5_000) }
     })
     this.#settings = {
-      pool: this.#pool,
-      timeoutMs: this.#timeoutMs,
-      cap: this.#cap,
+      pool,
+      timeoutMs: options.timeoutMs,
+      cap: options.maxResponseBytes ?? 256 * 1024,
       record: (request, outcome, started) => this.#record(request, outcome, started)
     }
   }
@@ -135,7 +130,7 @@ export class UpstreamHttp {
   }
 
   close (): Promise<void> {
-    return this.#pool.close()
+    return this.#settings.pool.close()
   }
 }
 
