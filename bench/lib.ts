@@ -5,6 +5,7 @@ import { openSync, readFileSync, closeSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
 import { request } from 'undici'
 import { loadConfig } from '../src/config/config.ts'
 import { createSigner } from 'fast-jwt'
@@ -99,9 +100,9 @@ export async function startUpstream (logFile: string, env: Record<string, string
 }
 
 /** The BFF exactly as production runs it: the compiled dist/server.js, LOG_LEVEL=info, logs to a file. */
-export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}, script = 'dist/server.js'): Promise<Proc> {
+export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}, script = 'dist/server.js', nodeArgs: string[] = []): Promise<Proc> {
   const port = await freePort()
-  return startProcess('bff', [script], {
+  return startProcess('bff', [...nodeArgs, script], {
     HOST: '127.0.0.1',
     PORT: String(port),
     LOG_LEVEL: 'info',
@@ -115,6 +116,25 @@ export async function startBff (upstreamUrl: string, logFile: string, env: Recor
     MAX_EVENT_LOOP_UTILIZATION: '0',
     ...env
   }, port, logFile)
+}
+
+/** One of the references: the raw floor or the @fastify/reply-from proxy, in front of `upstreamUrl`. */
+export async function startProxy (name: 'floor' | 'reply-from', upstreamUrl: string, logFile: string, nodeArgs: string[] = []): Promise<Proc> {
+  const port = await freePort()
+  return startProcess(name, [...nodeArgs, `bench/${name}.ts`], { UPSTREAM: upstreamUrl, PORT: String(port) }, port, logFile)
+}
+
+/** autocannon on the contact PATCH, the same request for every target. */
+export function drive (url: string, authorization: string, seconds: number, connections: number): Promise<autocannon.Result> {
+  return autocannon({
+    url: url + CONTACT_PATH,
+    method: 'PATCH',
+    headers: { authorization, 'content-type': 'application/json' },
+    body: PATCH_BODY,
+    connections,
+    pipelining: 1,
+    duration: seconds
+  })
 }
 
 export function buildProduction (): void {

@@ -4,11 +4,7 @@
 import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import autocannon from 'autocannon'
-import {
-  ROOT, CONTACT_PATH, PATCH_BODY, APPLICATION_TOKEN, SECRET, benchSession, buildProduction, freePort,
-  startProcess, startUpstream, upstreamToken
-} from './lib.ts'
+import { ROOT, benchSession, buildProduction, drive, startBff, startProxy, startUpstream, upstreamToken } from './lib.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -30,36 +26,21 @@ mkdirSync(dir, { recursive: true })
 if (!args['skip-build']) buildProduction()
 
 const upstream = await startUpstream(join(dir, 'upstream.log'))
-const port = await freePort()
-const script = { bff: 'dist/server.js', floor: 'bench/floor.ts', 'reply-from': 'bench/reply-from.ts' }[args.target as string]
-if (script === undefined) throw new Error('--target must be bff, floor or reply-from')
-const authorization = `Bearer ${args.target === 'bff' ? benchSession() : await upstreamToken(upstream.url)}`
-const bff = await startProcess(args.target as string, ['--cpu-prof', '--cpu-prof-dir', dir, script], {
-  UPSTREAM: upstream.url,
-  HOST: '127.0.0.1',
-  PORT: String(port),
-  LOG_LEVEL: 'info',
-  EMNIFY_API_URL: upstream.url,
-  EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
-  SESSION_SECRET: SECRET,
-  RATE_LIMIT_PER_MINUTE: '1000000',
-  MAX_EVENT_LOOP_UTILIZATION: '0'
-}, port, join(dir, 'bff.log'))
-
-const drive = (seconds: number) => autocannon({
-  url: bff.url + CONTACT_PATH,
-  method: 'PATCH',
-  headers: { authorization, 'content-type': 'application/json' },
-  body: PATCH_BODY,
-  connections: Number(args.connections),
-  duration: seconds
-})
+const target = args.target as string
+if (target !== 'bff' && target !== 'floor' && target !== 'reply-from') throw new Error('--target must be bff, floor or reply-from')
+const profiling = ['--cpu-prof', '--cpu-prof-dir', dir]
+const log = join(dir, `${target}.log`)
+const proc = target === 'bff'
+  ? await startBff(upstream.url, log, {}, 'dist/server.js', profiling)
+  : await startProxy(target, upstream.url, log, profiling)
+const authorization = `Bearer ${target === 'bff' ? benchSession() : await upstreamToken(upstream.url)}`
+const load = (seconds: number) => drive(proc.url, authorization, seconds, Number(args.connections))
 try {
-  await drive(3)
-  const result = await drive(Number(args.duration))
+  await load(3)
+  const result = await load(Number(args.duration))
   console.log(`${result.requests.total} requests, ${Math.round(result.requests.total / result.duration)} req/s, p99 ${result.latency.p99} ms, errors ${result.errors + result.non2xx}`)
 } finally {
-  await bff.stop()
+  await proc.stop()
   await upstream.stop()
 }
 

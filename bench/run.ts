@@ -5,10 +5,10 @@ import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
 import { cpus, totalmem, release } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import autocannon from 'autocannon'
+import type autocannon from 'autocannon'
 import {
-  ROOT, CONTACT_PATH, PATCH_BODY, benchSession, buildProduction, freePort, median, resetUpstream,
-  startBff, startProcess, startUpstream, upstreamCounters, upstreamToken, usage, type Proc
+  ROOT, benchSession, buildProduction, drive, median, resetUpstream,
+  startBff, startProxy, startUpstream, upstreamCounters, upstreamToken, usage, type Proc
 } from './lib.ts'
 
 const { values: args } = parseArgs({
@@ -57,27 +57,15 @@ interface Target {
   authorization: string
 }
 
-async function drive (url: string, authorization: string, seconds: number, conns = connections): Promise<autocannon.Result> {
-  return autocannon({
-    url: url + CONTACT_PATH,
-    method: 'PATCH',
-    headers: { authorization, 'content-type': 'application/json' },
-    body: PATCH_BODY,
-    connections: conns,
-    pipelining: 1,
-    duration: seconds
-  })
-}
-
 function failures (result: autocannon.Result): number {
   return result.errors + result.timeouts + result.non2xx
 }
 
 async function measure (target: Target, round: number): Promise<Measurement> {
-  await drive(target.proc.url, target.authorization, warmup)
+  await drive(target.proc.url, target.authorization, warmup, connections)
   const pid = target.proc.child.pid as number
   const before = usage(pid)
-  const result = await drive(target.proc.url, target.authorization, duration)
+  const result = await drive(target.proc.url, target.authorization, duration, connections)
   const after = usage(pid)
   const requests = result.requests.total
   return {
@@ -112,11 +100,9 @@ try {
   const upstream = await startUpstream(log('upstream'))
   procs.push(upstream)
   const authToken = await upstreamToken(upstream.url)
-  const floorPort = await freePort()
-  const floor = await startProcess('floor', ['bench/floor.ts'], { UPSTREAM: upstream.url, PORT: String(floorPort) }, floorPort, log('floor'))
+  const floor = await startProxy('floor', upstream.url, log('floor'))
   procs.push(floor)
-  const replyPort = await freePort()
-  const replyFrom = await startProcess('reply-from', ['bench/reply-from.ts'], { UPSTREAM: upstream.url, PORT: String(replyPort) }, replyPort, log('reply-from'))
+  const replyFrom = await startProxy('reply-from', upstream.url, log('reply-from'))
   procs.push(replyFrom)
   // The BFF starts cold: no auth_token yet, so its first warm-up is the cold start at full concurrency.
   await resetUpstream(upstream.url)
@@ -161,9 +147,9 @@ try {
   const refreshBff = await startBff(shortUpstream.url, log('bff-refresh'))
   procs.push(refreshBff)
   // Warmed up like the others, so its p99.9 compares with theirs; the counts start after.
-  await drive(refreshBff.url, targets[2]!.authorization, warmup)
+  await drive(refreshBff.url, targets[2]!.authorization, warmup, connections)
   await resetUpstream(shortUpstream.url)
-  const refresh = await drive(refreshBff.url, targets[2]!.authorization, refreshSeconds)
+  const refresh = await drive(refreshBff.url, targets[2]!.authorization, refreshSeconds, connections)
   const refreshCounters = await upstreamCounters(shortUpstream.url)
 
   const of = (name: string) => measurements.filter((m) => m.target === name)
