@@ -91,7 +91,7 @@ export function usage (pid: number): Usage {
 
 export async function startUpstream (logFile: string, env: Record<string, string> = {}): Promise<Proc> {
   const port = await freePort()
-  return startProcess('upstream', ['src/simulator/main.ts'], {
+  return startProcess('upstream', ['simulator/main.ts'], {
     SIM_PORT: String(port),
     SIM_LEAN: '1',
     SIM_APPLICATION_TOKEN: APPLICATION_TOKEN,

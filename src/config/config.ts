@@ -36,7 +36,29 @@ export const ConfigProperties = {
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'serve metrics on their own listener at this port (on HOST) instead of the main port' })),
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600, description: 'contact requests per session sub per minute (per client IP without a valid session)' }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'shed load (503 OVERLOADED) above this mean event-loop delay; 0 disables' }),
-  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ minimum: 0, maximum: 1, default: 0.98, description: 'shed load (503 OVERLOADED) above this event-loop utilisation (0–1); 0 disables' })
+  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ minimum: 0, maximum: 1, default: 0.98, description: 'shed load (503 OVERLOADED) above this event-loop utilisation (0–1); 0 disables' }),
+  MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1000000, default: 2048, description: 'concurrent inbound connections; further ones are refused at accept' }),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1, description: 'unset = the TCP peer is the client; else the number of trusted proxy hops, or a comma-separated list of their addresses/CIDRs' })),
+  // The contact resource
+  CONTACT_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 3600000, default: 5000, description: 'how long contact reads are kept per organisation; 0 = coalescing only' }),
+  COUNTRY_CACHE_TTL_S: Type.Integer({ minimum: 0, maximum: 604800, default: 3600, description: 'how long the country list is kept; 0 = coalescing only' }),
+  IDEMPOTENCY_TTL_S: Type.Integer({ minimum: 60, maximum: 604800, default: 86400, description: 'how long an Idempotency-Key of a create is remembered' }),
+  // The upstream budget
+  UPSTREAM_BUDGET_PER_5MIN: Type.Integer({ minimum: 0, maximum: 10000000, default: 1800, description: 'upstream calls (authenticate excluded) per 5 minutes; 0 = unlimited' }),
+  UPSTREAM_BUDGET_BURST: Type.Integer({ minimum: 1, maximum: 100000, default: 60, description: 'how many upstream calls may go out at once after a quiet period' }),
+  UPSTREAM_QUEUE_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 2000, description: 'how long a request may wait for upstream budget before 503 UPSTREAM_BUDGET_EXHAUSTED' }),
+  // Many instances
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://\\S+$', description: 'redis:// or rediss:// URL shared by every instance; unset = every store in memory' })),
+  REDIS_KEY_PREFIX: Type.String({ minLength: 1, maxLength: 64, default: 'emnify-bff:', description: 'namespace of every key and channel' }),
+  // Single sign-on
+  OIDC_ISSUER: Type.Optional(Type.String({ pattern: '^https?://\\S+$', description: 'OpenID Provider issuer URL; unset = no SSO' })),
+  OIDC_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, description: 'the BFF\'s client id at the provider' })),
+  OIDC_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, description: 'the BFF\'s client secret at the provider' })),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: ORIGIN, description: 'the BFF\'s external origin; the redirect URI is {PUBLIC_URL}/auth/oidc/callback' })),
+  OIDC_SCOPES: Type.String({ minLength: 1, default: 'openid profile email', description: 'scopes requested from the provider' }),
+  OIDC_ORGS_CLAIM: Type.String({ minLength: 1, default: 'emnify_orgs', description: 'claim holding the organisation ids (array of positive integers, or "*")' }),
+  OIDC_SCOPE_CLAIM: Type.Optional(Type.String({ minLength: 1, description: 'claim holding the contacts:read / contacts:write scope; unset = both' })),
+  OIDC_RETURN_ORIGINS: Type.Optional(Type.String({ pattern: ORIGIN_LIST, description: 'origins a login may return to; default CORS_ORIGINS' }))
 }
 
 export const ConfigSchema = Type.Object(ConfigProperties)

@@ -33,7 +33,7 @@ const WRONG = 'incorrect donkey battery staple'
 const FAST = { ln: 10, r: 8, p: 1 }
 const FAST_HASH = await hashPassword(PASSWORD, FAST)
 const HS256 = { alg: 'HS256', typ: 'JWT' }
-const CLI = new URL('../../src/users/cli.ts', import.meta.url).pathname
+const CLI = new URL('../../bin/users.ts', import.meta.url).pathname
 
 interface UserEntry { username: string, password_hash?: string, orgs: number[] | '*' }
 

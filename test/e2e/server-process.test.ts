@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
-import { startSimulator } from '../../src/simulator/simulator.ts'
+import { startSimulator } from '../../simulator/simulator.ts'
 import { APPLICATION_TOKEN, SECRET, session } from '../helpers/stack.ts'
 import { SERVER, startServer } from '../helpers/server-process.ts'
 

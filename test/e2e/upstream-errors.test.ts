@@ -1,6 +1,6 @@
 // End to end over real HTTP: how every upstream answer and failure of the PATCH is translated (§6).
 import t, { type Test } from 'tap'
-import type { Fault, FaultKind } from '../../src/simulator/simulator.ts'
+import type { Fault, FaultKind } from '../../simulator/simulator.ts'
 import { CONTACT, startStack, type Stack } from '../helpers/stack.ts'
 import {
   assertLogsClean, assertProblem, assertUpstreamCalls, auditRecords, closedPort, countingServer, failOnStrayErrors,

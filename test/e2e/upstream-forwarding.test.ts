@@ -1,6 +1,6 @@
 // End to end over real HTTP: what a successful contact PATCH sends to emnify and answers (§4, §6, §7 audit).
 import t from 'tap'
-import { decodeTokenClaims } from '../../src/simulator/simulator.ts'
+import { decodeTokenClaims } from '../../simulator/simulator.ts'
 import { CONTACT, startStack } from '../helpers/stack.ts'
 import {
   assertLogsClean, assertNoLeaks, assertProblem, assertUpstreamCalls, auditRecords, failOnStrayErrors, presentedTokens,

@@ -1,6 +1,6 @@
 // End to end over real HTTP: the upstream auth_token — exchange, failures, backoff and caching (§5).
 import t, { type Test } from 'tap'
-import { decodeTokenClaims, type Fault, type FaultKind } from '../../src/simulator/simulator.ts'
+import { decodeTokenClaims, type Fault, type FaultKind } from '../../simulator/simulator.ts'
 import { CONTACT, startStack, type Stack, type StackOptions } from '../helpers/stack.ts'
 import {
   assertLogsClean, assertProblem, closedPort, countingServer, failOnStrayErrors, movableClock, presentedTokens, until,

@@ -7,7 +7,7 @@ import type { FastifyInstance, LightMyRequestResponse as InjectResponse } from '
 import { buildApp, type AppOptions } from '../../src/app.ts'
 import { loadConfig, type Config } from '../../src/config/config.ts'
 import { mintSession } from '../../src/session/mint.ts'
-import { startSimulator, type RunningSimulator, type SimulatorOptions } from '../../src/simulator/simulator.ts'
+import { startSimulator, type RunningSimulator, type SimulatorOptions } from '../../simulator/simulator.ts'
 import { LeakWatch, secrets, type WireCapture } from './leak-scan.ts'
 
 export { registerSecret } from './leak-scan.ts'

@@ -9,9 +9,9 @@ import {
   decodeTokenClaims,
   FaultError,
   startSimulator
-} from '../../src/simulator/simulator.ts'
-import type { Fault, RecordedCall, RunningSimulator, StartOptions } from '../../src/simulator/simulator.ts'
-import { internalError } from '../../src/simulator/responses.ts'
+} from '../../simulator/simulator.ts'
+import type { Fault, RecordedCall, RunningSimulator, StartOptions } from '../../simulator/simulator.ts'
+import { internalError } from '../../simulator/responses.ts'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -1009,7 +1009,7 @@ t.test('robustness', async (t) => {
 })
 
 t.test('CLI', async (t) => {
-  const main = fileURLToPath(new URL('../../src/simulator/main.ts', import.meta.url))
+  const main = fileURLToPath(new URL('../../simulator/main.ts', import.meta.url))
 
   function run (env: Record<string, string>): ReturnType<typeof spawn> {
     return spawn(process.execPath, [main], { env: { ...process.env, SIM_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -1,8 +1,8 @@
 // Prints a session token signed with SESSION_SECRET (from the environment or .env):
 //   npm run session:mint -- --sub alice --orgs 1,2 [--ttl 3600] [--json]
 import { parseArgs } from 'node:util'
-import { ConfigError, loadConfigFor, SessionConfigSchema } from '../config/config.ts'
-import { mintSession, parseOrgs } from './mint.ts'
+import { ConfigError, loadConfigFor, SessionConfigSchema } from '../src/config/config.ts'
+import { mintSession, parseOrgs } from '../src/session/mint.ts'
 
 const usage = 'usage: npm run session:mint -- --sub <subject> --orgs <1,2|*> [--ttl <seconds>] [--json]'
 

@@ -5,9 +5,9 @@
 import { parseArgs } from 'node:util'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
-import { parseOrgs } from '../session/mint.ts'
-import { hashPassword } from './password.ts'
-import { parseUsers } from './users-file.ts'
+import { parseOrgs } from '../src/session/mint.ts'
+import { hashPassword } from '../src/users/password.ts'
+import { parseUsers } from '../src/users/users-file.ts'
 
 async function readPassword (): Promise<string> {
   if (!process.stdin.isTTY) {

@@ -4,10 +4,10 @@
 // logs are pretty-printed on a terminal, and sessions survive restarts (a fixed dev-only secret).
 import { randomBytes } from 'node:crypto'
 import type { DestinationStream } from 'pino'
-import { buildApp } from './app.ts'
-import { loadConfig } from './config/config.ts'
-import { mintSession } from './session/mint.ts'
-import { DEFAULT_APPLICATION_TOKEN, startSimulator } from './simulator/simulator.ts'
+import { buildApp } from '../src/app.ts'
+import { loadConfig } from '../src/config/config.ts'
+import { mintSession } from '../src/session/mint.ts'
+import { DEFAULT_APPLICATION_TOKEN, startSimulator } from '../simulator/simulator.ts'
 
 const dev = process.argv.includes('--dev')
 const port = process.env.PORT ?? '3000'
