@@ -151,7 +151,7 @@ export function benchSession (sub = 'bench-user', ttlS = 3600): string {
 /** Many sessions at once, one signer for all (mintSession builds a signer per call). */
 export function benchSessions (count: number, prefix: string, ttlS = 3600): string[] {
   const sign = createSigner({ ...sessionSignOptions(benchConfig), key: SECRET, expiresIn: `${ttlS}s` })
-  return Array.from({ length: count }, (_, i) => sign(newSessionPayload(`${prefix}${i}`, [1, 2])))
+  return Array.from({ length: count }, (_, i) => sign(newSessionPayload({ sub: `${prefix}${i}`, orgs: [1, 2] })))
 }
 
 /** An auth_token straight from the upstream, for the proxies that cannot get one themselves. */

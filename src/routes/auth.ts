@@ -4,7 +4,7 @@ import { Type } from 'typebox'
 import type { Config } from '../config/config.ts'
 import { Problem } from '../errors/problems.ts'
 import { BODY_PROBLEMS, COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
-import { newSessionPayload } from '../session/claims.ts'
+import { effectiveScope, newSessionPayload } from '../session/claims.ts'
 import { LoginLimiter } from '../session/login-limiter.ts'
 import { sessionCookieName } from '../session/plugin.ts'
 import { verifyPassword } from '../users/password.ts'
@@ -19,6 +19,8 @@ export interface AuthRoutesOptions {
 
 const Orgs = Type.Union([Type.Array(Type.Integer({ minimum: 1 })), Type.Literal('*')], { description: 'organisation ids, or "*" for all' })
 
+const Scope = Type.String({ description: 'space-separated scopes the session holds: `contacts:read`, `contacts:write`' })
+
 const LoginBody = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 128 }),
   password: Type.String({ minLength: 1, maxLength: 1024 })
@@ -28,10 +30,10 @@ const LoginReply = Type.Object({
   token: Type.String({ description: 'the session JWT, for Authorization: Bearer' }),
   token_type: Type.Literal('Bearer'),
   expires_at: Type.String({ format: 'date-time' }),
-  user: Type.Object({ sub: Type.String(), orgs: Orgs })
+  user: Type.Object({ sub: Type.String(), orgs: Orgs, scope: Scope })
 })
 
-const SessionReply = Type.Object({ sub: Type.String(), orgs: Orgs, expires_at: Type.String({ format: 'date-time' }) })
+const SessionReply = Type.Object({ sub: Type.String(), orgs: Orgs, scope: Scope, expires_at: Type.String({ format: 'date-time' }) })
 
 export default async function authRoutes (fastify: FastifyInstance, { config, users, limiter = new LoginLimiter() }: AuthRoutesOptions) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
@@ -77,11 +79,11 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
         throw new Problem('INVALID_CREDENTIALS', { detail: 'The username or password is wrong' })
       }
       limiter.succeed(username)
-      const token = app.jwt.sign(newSessionPayload(user.username, user.orgs))
+      const token = app.jwt.sign(newSessionPayload({ sub: user.username, orgs: user.orgs, scope: user.scope }))
       const exp = app.jwt.decode<{ exp: number }>(token)?.exp ?? Math.floor(Date.now() / 1000) + config.SESSION_TTL_S
       reply.setCookie(cookieName, token, { ...cookie, maxAge: config.SESSION_TTL_S })
       request.log.info({ event: 'login.succeeded', sub: user.username }, 'login succeeded')
-      return { token, token_type: 'Bearer' as const, expires_at: new Date(exp * 1000).toISOString(), user: { sub: user.username, orgs: user.orgs } }
+      return { token, token_type: 'Bearer' as const, expires_at: new Date(exp * 1000).toISOString(), user: { sub: user.username, orgs: user.orgs, scope: effectiveScope(user) } }
     })
   }
 
@@ -93,7 +95,7 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
     }
   }, async (request) => {
     const session = request.session as NonNullable<typeof request.session>
-    return { sub: session.sub, orgs: session.orgs, expires_at: new Date(session.exp * 1000).toISOString() }
+    return { sub: session.sub, orgs: session.orgs, scope: effectiveScope(session), expires_at: new Date(session.exp * 1000).toISOString() }
   })
 
   app.post('/auth/logout', {

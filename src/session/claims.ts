@@ -10,7 +10,14 @@ export interface SessionClaims {
   iss: string
   aud: string | string[]
   jti?: string
+  /** Space-separated; `contacts:read`, `contacts:write` count. Absent = both (older sessions keep working). */
+  scope?: string
+  /** The identity provider's session id, for back-channel logout (SSO sessions only). */
+  sid?: string
 }
+
+export type Scope = 'contacts:read' | 'contacts:write'
+export const SCOPES: readonly Scope[] = ['contacts:read', 'contacts:write']
 
 export const MAX_TOKEN_LENGTH = 8192
 export const CLOCK_TOLERANCE_MS = 30_000
@@ -59,9 +66,52 @@ export function sessionVerifyOptions (config: SessionConfig) {
   }
 }
 
+export interface NewSession {
+  sub: string
+  orgs: number[] | '*'
+  scope?: string | undefined
+  sid?: string | undefined
+}
+
 /** Payload for a new session; `iat`, `exp`, `iss`, `aud` are added by the signer. */
-export function newSessionPayload (sub: string, orgs: number[] | '*') {
-  return { sub, orgs, jti: randomUUID() }
+export function newSessionPayload (session: NewSession): Record<string, unknown> {
+  const payload: Record<string, unknown> = { sub: session.sub, orgs: session.orgs, jti: randomUUID() }
+  if (session.scope !== undefined) payload.scope = session.scope
+  if (session.sid !== undefined) payload.sid = session.sid
+  return payload
+}
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+
+/**
+ * The one parser of `scope`: a space-separated list of RFC 6749 scope tokens, at most 1 KiB.
+ * Unknown scopes are allowed (an issuer may carry its own) and grant nothing here.
+ */
+export function validScope (scope: unknown): scope is string {
+  if (typeof scope !== 'string' || scope.length > 1024) return false
+  const parts = scope.split(' ')
+  return parts.every((part) => part === '' || SCOPE_TOKEN.test(part))
+}
+
+/** Whether the session holds `scope`; a session without a `scope` claim holds both contact scopes. */
+export function hasScope (claims: SessionClaims, scope: Scope): boolean {
+  if (claims.scope === undefined) return true
+  return ` ${claims.scope} `.includes(` ${scope} `)
+}
+
+/** The scopes a session holds, as reported by GET /auth/session and login. */
+export function effectiveScope (claims: Pick<SessionClaims, 'scope'>): string {
+  return claims.scope ?? SCOPES.join(' ')
+}
+
+/** Parses `--scope`/users-file values: space- or comma-separated, only the known contact scopes. */
+export function parseScope (value: string): string {
+  const parts = [...new Set(value.split(/[\s,]+/).filter((part) => part !== ''))]
+  const unknown = parts.filter((part) => !(SCOPES as readonly string[]).includes(part))
+  if (parts.length === 0 || unknown.length > 0) {
+    throw new Error(`scope must list ${SCOPES.join(' and/or ')}, got "${value}"`)
+  }
+  return parts.join(' ')
 }
 
 function validOrgs (orgs: unknown): orgs is number[] | '*' {
@@ -88,6 +138,8 @@ export function isSessionClaims (payload: unknown, nowMs: number): payload is Se
   // A session "issued" in the future is forged or from a broken clock.
   if (p.iat * 1000 > nowMs + CLOCK_TOLERANCE_MS) return false
   if (p.jti !== undefined && (typeof p.jti !== 'string' || p.jti.length === 0 || p.jti.length > 128)) return false
+  if (p.scope !== undefined && !validScope(p.scope)) return false
+  if (p.sid !== undefined && (typeof p.sid !== 'string' || p.sid.length === 0 || p.sid.length > 256)) return false
   return validOrgs(p.orgs)
 }
 

@@ -5,6 +5,10 @@ import { newSessionPayload, sessionSignOptions } from './claims.ts'
 export interface MintRequest {
   sub: string
   orgs: number[] | '*'
+  /** Space-separated scopes; absent = every contact scope. */
+  scope?: string
+  /** The identity provider's session id (SSO). */
+  sid?: string
   /** Lifetime in seconds; defaults to SESSION_TTL_S. */
   ttlS?: number
 }
@@ -17,7 +21,7 @@ export function mintSession (config: SessionConfig, request: MintRequest): { tok
     key: config.SESSION_SECRET,
     expiresIn: `${ttlS}s`
   })
-  const token = sign(newSessionPayload(request.sub, request.orgs))
+  const token = sign(newSessionPayload(request))
   return { token, expiresAt: new Date(Date.now() + ttlS * 1000) }
 }
 

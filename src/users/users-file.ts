@@ -1,10 +1,13 @@
 import { readFile } from 'node:fs/promises'
+import { parseScope } from '../session/claims.ts'
 import { DEFAULT_PARAMS, hashPassword, parseHash, type ScryptHash } from './password.ts'
 
 export interface User {
   username: string
   orgs: number[] | '*'
   hash: ScryptHash
+  /** Space-separated contact scopes; absent = both. */
+  scope?: string
 }
 
 const USERNAME = /^[A-Za-z0-9._@+-]{1,128}$/
@@ -43,7 +46,7 @@ export function parseUsers (text: string, path: string): Map<string, User> {
     const name = typeof e?.username === 'string' ? `"${e.username}"` : '(no username)'
     const where = `users[${index}] ${name}`
     if (e === null || typeof e !== 'object' || Array.isArray(e)) throw new UsersFileError(path, `${where} is not an object`)
-    const unknown = Object.keys(e).filter((key) => !['username', 'password_hash', 'orgs'].includes(key))
+    const unknown = Object.keys(e).filter((key) => !['username', 'password_hash', 'orgs', 'scope'].includes(key))
     if (unknown.length > 0) throw new UsersFileError(path, `${where} has unknown properties: ${unknown.join(', ')}`)
     if (typeof e.username !== 'string' || !USERNAME.test(e.username)) throw new UsersFileError(path, `${where}: username must be 1–128 of A–Z a–z 0–9 . _ @ + -`)
     if (users.has(e.username)) throw new UsersFileError(path, `${where}: duplicate username`)
@@ -56,7 +59,16 @@ export function parseUsers (text: string, path: string): Map<string, User> {
     }
     const orgs = parseOrgs(e.orgs)
     if (orgs === undefined) throw new UsersFileError(path, `${where}: orgs must be "*" or a non-empty array of distinct positive integers`)
-    users.set(e.username, { username: e.username, orgs, hash })
+    let scope: string | undefined
+    if (e.scope !== undefined) {
+      try {
+        if (typeof e.scope !== 'string') throw new Error('scope must be a string')
+        scope = parseScope(e.scope)
+      } catch (error) {
+        throw new UsersFileError(path, `${where}: ${(error as Error).message}`)
+      }
+    }
+    users.set(e.username, scope === undefined ? { username: e.username, orgs, hash } : { username: e.username, orgs, hash, scope })
   })
   return users
 }

@@ -100,7 +100,7 @@ t.test('login answers the token, its type, expiry and user; the token works as B
   const body = reply.json()
   t.same(Object.keys(body).sort(), ['expires_at', 'token', 'token_type', 'user'], 'exactly the documented fields')
   t.equal(body.token_type, 'Bearer')
-  t.same(body.user, { sub: 'alice', orgs: [1] })
+  t.same(body.user, { sub: 'alice', orgs: [1], scope: 'contacts:read contacts:write' }, 'a user without scope holds both')
   t.match(body.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/, 'expires_at is ISO 8601')
   const expiresAt = Date.parse(body.expires_at)
   t.ok(expiresAt >= before + 900_000 - 1000 && expiresAt <= Date.now() + 900_000 + 1000, 'expires_at is now + SESSION_TTL_S')
@@ -121,7 +121,7 @@ t.test('login answers the token, its type, expiry and user; the token works as B
   assertProblem(t, forbidden, 403, 'ORGANISATION_FORBIDDEN')
 
   const root = (await login(stack, 'root', PASSWORD)).json()
-  t.same(root.user, { sub: 'root', orgs: '*' }, 'orgs "*" is passed on as is')
+  t.same(root.user, { sub: 'root', orgs: '*', scope: 'contacts:read contacts:write' }, 'orgs "*" is passed on as is')
   t.equal((await stack.patch('/api/v1/organisation/2/contact/10', { city: 'Berlin' }, bearer(root.token))).status, 204, 'orgs "*" reaches any organisation')
 })
 
@@ -334,7 +334,7 @@ t.test('GET /auth/session answers sub, orgs and expiry by Bearer and by cookie (
   for (const [label, headers] of [['Bearer', bearer(token)], ['cookie', cookie(stack, token)]] as const) {
     const reply = await stack.call('GET', '/auth/session', { headers })
     t.equal(reply.status, 200, `${label}: 200`)
-    t.same(reply.json(), { sub: 'alice', orgs: [4, 5], expires_at: new Date(exp * 1000).toISOString() }, `${label}: exactly sub, orgs, expires_at`)
+    t.same(reply.json(), { sub: 'alice', orgs: [4, 5], scope: 'contacts:read contacts:write', expires_at: new Date(exp * 1000).toISOString() }, `${label}: exactly sub, orgs, scope, expires_at`)
   }
   const minted = await stack.call('GET', '/auth/session', { headers: bearer(session('ops', '*')) })
   t.match(minted.json(), { sub: 'ops', orgs: '*' }, 'an externally minted session is reported too')

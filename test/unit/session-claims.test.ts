@@ -200,8 +200,8 @@ t.test('parseOrgs', async (t) => {
 })
 
 t.test('newSessionPayload adds a fresh jti', async (t) => {
-  const a = newSessionPayload('alice', [1])
-  const b = newSessionPayload('alice', [1])
+  const a = newSessionPayload({ sub: 'alice', orgs: [1] })
+  const b = newSessionPayload({ sub: 'alice', orgs: [1] })
   t.same({ sub: a.sub, orgs: a.orgs }, { sub: 'alice', orgs: [1] })
   t.match(a.jti, /^[0-9a-f-]{36}$/)
   t.not(a.jti, b.jti)
