@@ -123,3 +123,82 @@ t.test('with the hash-revoked entries gone, tokens without jti are no longer rep
   revocations.revoke(session({ jti: undefined, exp: START_S + 6000 }), 'external-2')
   t.equal(revocations.has(session({ jti: undefined, exp: START_S + 6000 }), 'external-2'), true, 'hash revocation still works after an eviction')
 })
+
+t.test('revokeAll by sub ends every session of that user issued up to the cut-off, and none issued later', async (t) => {
+  const revocations = new Revocations({ now: clock().now })
+  revocations.revokeAll('sub', 'alice', START_S + 10)
+  t.equal(revocations.has(session({ jti: 'a1', iat: START_S }), 'x'), true, 'an earlier session of alice has ended')
+  t.equal(revocations.has(session({ jti: 'a2', iat: START_S + 10 }), 'y'), true, 'one issued in the cut-off second has ended too')
+  t.equal(revocations.has(session({ jti: undefined, iat: START_S }), 'z'), true, 'a jti-less session of alice has ended as well')
+  t.equal(revocations.has(session({ jti: 'a3', iat: START_S + 11 }), 'w'), false, 'a session signed in afterwards works')
+  t.equal(revocations.has(session({ sub: 'bob', iat: START_S }), 'b'), false, 'another user is unaffected')
+  t.equal(revocations.size, 1, 'one record, however many sessions it covers')
+})
+
+t.test('revokeAll by sid ends the sessions of that IdP session only', async (t) => {
+  const revocations = new Revocations({ now: clock().now })
+  revocations.revokeAll('sid', 'idp-session-1', START_S + 5)
+  t.equal(revocations.has(session({ sid: 'idp-session-1' }), 'x'), true)
+  t.equal(revocations.has(session({ sid: 'idp-session-2' }), 'x'), false, 'another IdP session of the same user still works')
+  t.equal(revocations.has(session({ sid: undefined }), 'x'), false, 'a session without sid is not matched')
+  t.equal(revocations.has(session({ sid: 'idp-session-1', iat: START_S + 6 }), 'x'), false, 'a later session is not matched')
+})
+
+t.test('a revokeAll record is kept until the longest session lifetime past its cut-off has passed', async (t) => {
+  const c = clock()
+  const revocations = new Revocations({ now: c.now, maxSessionLifetimeMs: 3_600_000 })
+  revocations.revokeAll('sub', 'alice', START_S)
+  const old = session({ iat: START_S, exp: START_S + 3600 })
+  c.advance(3_600_000 + CLOCK_TOLERANCE_MS)
+  t.equal(revocations.has(old, 'x'), true, 'still honoured at the last instant a covered session could be accepted')
+  c.advance(1)
+  t.equal(revocations.has(old, 'x'), false, 'gone once no covered session can be accepted')
+  revocations.revoke(session({ jti: 'fresh', exp: Math.floor(c.now() / 1000) + 600 }), 'fresh')
+  c.advance(60_000)
+  revocations.revoke(session({ jti: 'fresh2', exp: Math.floor(c.now() / 1000) + 600 }), 'fresh2')
+  t.equal(revocations.size, 2, 'the spent record was pruned')
+})
+
+t.test('a later revokeAll widens the cut-off; an earlier one does not narrow it', async (t) => {
+  const revocations = new Revocations({ now: clock().now })
+  revocations.revokeAll('sub', 'alice', START_S + 10)
+  revocations.revokeAll('sub', 'alice', START_S + 5)
+  t.equal(revocations.has(session({ iat: START_S + 8 }), 'x'), true, 'the wider cut-off stands')
+  revocations.revokeAll('sub', 'alice', START_S + 20)
+  t.equal(revocations.has(session({ iat: START_S + 15 }), 'x'), true)
+  t.equal(revocations.size, 1)
+})
+
+t.test('what one instance revokes reaches another through records, without echoing back', async (t) => {
+  const here = new Revocations({ now: clock().now })
+  const there = new Revocations({ now: clock().now })
+  const sent: unknown[] = []
+  here.onRecord((record) => { sent.push(record); there.apply(record) })
+  there.onRecord(() => t.fail('applying a record must not re-announce it'))
+  here.revoke(session({ jti: 'shared' }), 't')
+  here.revokeAll('sid', 'idp-1', START_S)
+  here.revoke(session({ jti: 'shared' }), 't')
+  t.equal(sent.length, 2, 'a repeated revocation is not announced twice')
+  t.equal(there.has(session({ jti: 'shared' }), 't'), true)
+  t.equal(there.has(session({ jti: 'other', sid: 'idp-1' }), 't'), true)
+  t.same([...there.records()].length, 2, 'records() lists what is in force')
+  for (const record of sent as Array<{ key: string }>) {
+    t.notMatch(record.key, /shared|idp-1|alice/, 'no raw jti, sid or sub in what travels')
+  }
+})
+
+t.test('a record that has already run out is not taken in', async (t) => {
+  const revocations = new Revocations({ now: clock().now })
+  t.equal(revocations.apply({ key: 'j:x', until: START - 1 }), false)
+  t.equal(revocations.size, 0)
+})
+
+t.test('at the cap a revokeAll record outlives token entries closer to expiry', async (t) => {
+  const revocations = new Revocations({ max: 2, now: clock().now })
+  revocations.revokeAll('sub', 'alice', START_S)
+  revocations.revoke(session({ jti: 'a', exp: START_S + 60 }), 'a')
+  revocations.revoke(session({ jti: 'b', exp: START_S + 600 }), 'b')
+  t.equal(revocations.size, 2)
+  t.equal(revocations.has(session({ jti: 'z', iat: START_S }), 'z'), true, 'the sub-wide record is kept')
+  t.equal(revocations.has(session({ sub: 'bob', jti: 'a', exp: START_S + 60 }), 'a'), false, 'the soonest-to-expire entry went')
+})
