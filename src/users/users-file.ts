@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { parseScope } from '../session/claims.ts'
-import { DEFAULT_PARAMS, hashPassword, parseHash, type ScryptHash } from './password.ts'
+import { DEFAULT_PARAMS, describeCost, hashPassword, parseHash, verifyPassword, type ScryptHash, type ScryptParams } from './password.ts'
 
 export interface User {
   username: string
@@ -11,6 +11,20 @@ export interface User {
 }
 
 const USERNAME = /^[A-Za-z0-9._@+-]{1,128}$/
+
+/**
+ * The one username rule, for the file, the lookup and the lockout alike: NFKC, then case-folded.
+ * "Dave", "dave" and "ｄａｖｅ" are one account with one failure count.
+ */
+export function canonicalUsername (username: string): string {
+  return username.normalize('NFKC').toLowerCase()
+}
+
+/** The cost every hash of a file shares; the default for a file without users. */
+export function fileCost (users: ReadonlyMap<string, User>): ScryptParams {
+  const first = users.values().next().value
+  return first === undefined ? DEFAULT_PARAMS : { ln: first.hash.ln, r: first.hash.r, p: first.hash.p }
+}
 
 export class UsersFileError extends Error {
   constructor (path: string, reason: string) {
@@ -30,7 +44,11 @@ function parseOrgs (value: unknown): number[] | '*' | undefined {
   return orgs
 }
 
-/** Validates the whole file; the first bad entry is named by index and username. */
+/**
+ * Validates the whole file; the first bad entry is named by index and username. The map is keyed
+ * by canonicalUsername. Every hash must have the first one's cost, so that a wrong password costs
+ * the same time for every user and for an unknown one (checked against a dummy of that cost).
+ */
 export function parseUsers (text: string, path: string): Map<string, User> {
   let data: unknown
   try {
@@ -41,6 +59,8 @@ export function parseUsers (text: string, path: string): Map<string, User> {
   const list = (data as { users?: unknown } | null)?.users
   if (data === null || typeof data !== 'object' || !Array.isArray(list)) throw new UsersFileError(path, 'expected {"users": [...]}')
   const users = new Map<string, User>()
+  const seen = new Map<string, string>()
+  let cost: { params: ScryptParams, where: string } | undefined
   list.forEach((entry: unknown, index) => {
     const e = entry as Record<string, unknown> | null
     const name = typeof e?.username === 'string' ? `"${e.username}"` : '(no username)'
@@ -49,13 +69,23 @@ export function parseUsers (text: string, path: string): Map<string, User> {
     const unknown = Object.keys(e).filter((key) => !['username', 'password_hash', 'orgs', 'scope'].includes(key))
     if (unknown.length > 0) throw new UsersFileError(path, `${where} has unknown properties: ${unknown.join(', ')}`)
     if (typeof e.username !== 'string' || !USERNAME.test(e.username)) throw new UsersFileError(path, `${where}: username must be 1–128 of A–Z a–z 0–9 . _ @ + -`)
-    if (users.has(e.username)) throw new UsersFileError(path, `${where}: duplicate username`)
+    const key = canonicalUsername(e.username)
+    const earlier = seen.get(key)
+    if (earlier !== undefined) {
+      throw new UsersFileError(path, `${where}: duplicate username (${earlier} is the same name; usernames are case-insensitive)`)
+    }
+    seen.set(key, where)
     if (typeof e.password_hash !== 'string') throw new UsersFileError(path, `${where}: password_hash is required`)
     let hash: ScryptHash
     try {
       hash = parseHash(e.password_hash)
     } catch (error) {
       throw new UsersFileError(path, `${where}: ${(error as Error).message}`)
+    }
+    if (cost === undefined) cost = { params: { ln: hash.ln, r: hash.r, p: hash.p }, where }
+    else if (describeCost(hash) !== describeCost(cost.params)) {
+      throw new UsersFileError(path, `${where}: password_hash cost ${describeCost(hash)} differs from ${describeCost(cost.params)} of ${cost.where}; ` +
+        'every entry must have the same cost so that sign-in takes the same time for every name (re-hash it with npm run user:add)')
     }
     const orgs = parseOrgs(e.orgs)
     if (orgs === undefined) throw new UsersFileError(path, `${where}: orgs must be "*" or a non-empty array of distinct positive integers`)
@@ -68,7 +98,7 @@ export function parseUsers (text: string, path: string): Map<string, User> {
         throw new UsersFileError(path, `${where}: ${(error as Error).message}`)
       }
     }
-    users.set(e.username, scope === undefined ? { username: e.username, orgs, hash } : { username: e.username, orgs, hash, scope })
+    users.set(key, scope === undefined ? { username: e.username, orgs, hash } : { username: e.username, orgs, hash, scope })
   })
   return users
 }
@@ -80,19 +110,26 @@ export function parseUsers (text: string, path: string): Map<string, User> {
 export class UserDirectory {
   readonly path: string
   #users: Map<string, User>
-  /** Verified against when the user does not exist, so both failures cost the same. */
-  readonly dummy: ScryptHash
+  #dummy: ScryptHash
 
   private constructor (path: string, users: Map<string, User>, dummy: ScryptHash) {
     this.path = path
     this.#users = users
-    this.dummy = dummy
+    this.#dummy = dummy
   }
 
   static async load (path: string): Promise<UserDirectory> {
     const users = await UserDirectory.#read(path)
-    const dummy = parseHash(await hashPassword('not-a-real-password', DEFAULT_PARAMS))
-    return new UserDirectory(path, users, dummy)
+    return new UserDirectory(path, users, await UserDirectory.#dummyFor(users))
+  }
+
+  static async #dummyFor (users: ReadonlyMap<string, User>): Promise<ScryptHash> {
+    return parseHash(await hashPassword('not-a-real-password', fileCost(users)))
+  }
+
+  /** Verified against when the user does not exist; it has the file's one cost, so both failures take the same time. */
+  get dummy (): ScryptHash {
+    return this.#dummy
   }
 
   static async #read (path: string): Promise<Map<string, User>> {
@@ -109,13 +146,25 @@ export class UserDirectory {
     return this.#users.size
   }
 
+  /** The user of this name under canonicalUsername, if any. */
   get (username: string): User | undefined {
-    return this.#users.get(username)
+    return this.#users.get(canonicalUsername(username))
+  }
+
+  /** The user if the password is theirs; an unknown name costs one scrypt too, against the dummy. */
+  async authenticate (username: string, password: string): Promise<User | undefined> {
+    const user = this.get(username)
+    const valid = await verifyPassword(password, user?.hash ?? this.#dummy)
+    return valid && user !== undefined ? user : undefined
   }
 
   /** Re-reads the file; on failure keeps the current users and rethrows for logging. */
   async reload (): Promise<number> {
-    this.#users = await UserDirectory.#read(this.path)
+    const users = await UserDirectory.#read(this.path)
+    const dummy = await UserDirectory.#dummyFor(users)
+    // Swapped together, so the dummy always has the cost of the users it stands in for.
+    this.#users = users
+    this.#dummy = dummy
     return this.#users.size
   }
 }

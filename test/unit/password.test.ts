@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DEFAULT_PARAMS, hashPassword, parseHash, verifyPassword } from '../../src/users/password.ts'
+import { DEFAULT_PARAMS, MAX_WORK, hashPassword, parseHash, verifyPassword } from '../../src/users/password.ts'
 
 // Low cost keeps the suite fast; the format and the checks do not depend on it.
 const FAST = { ln: 10, r: 8, p: 1 }
@@ -66,11 +66,18 @@ t.test('a hash with another key does not verify the password', async (t) => {
   t.equal(await verifyPassword('correct horse battery staple', tampered), false)
 })
 
-t.test('parseHash accepts a well-formed hash at the parameter bounds', async (t) => {
-  for (const params of ['ln=10,r=1,p=1', 'ln=17,r=16,p=4']) {
+t.test('parseHash accepts a well-formed hash from the cheapest cost up to the default cost', async (t) => {
+  for (const params of ['ln=10,r=1,p=1', 'ln=15,r=8,p=1', 'ln=14,r=16,p=1', 'ln=13,r=8,p=4']) {
     const parsed = parseHash(`$scrypt$${params}$${SALT}$${KEY}`)
     t.equal(parsed.key.length, 32, params)
   }
+})
+
+t.test('a hash costing more CPU or memory than the default is refused, so one sign-in attempt stays bounded', async (t) => {
+  for (const params of ['ln=17,r=16,p=4', 'ln=16,r=8,p=1', 'ln=15,r=16,p=1', 'ln=15,r=8,p=2', 'ln=14,r=16,p=2']) {
+    t.throws(() => parseHash(`$scrypt$${params}$${SALT}$${KEY}`), /above the most this service allows \(ln=15,r=8,p=1/, params)
+  }
+  t.equal(MAX_WORK, 2 ** 15 * 8, 'the bound is the default cost')
 })
 
 t.test('parseHash rejects malformed hashes', async (t) => {

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { hashPassword, verifyPassword } from '../../src/users/password.ts'
-import { parseUsers, UserDirectory, UsersFileError } from '../../src/users/users-file.ts'
+import { canonicalUsername, parseUsers, UserDirectory, UsersFileError } from '../../src/users/users-file.ts'
 
 const PATH = '/etc/bff/users.json'
 const HASH = await hashPassword('correct horse battery staple', { ln: 10, r: 8, p: 1 })
@@ -33,7 +33,7 @@ t.test('a valid file yields every user with orgs and a parsed hash', async (t) =
   t.equal(users.get('ops@example.com')?.orgs, '*')
   const hash = users.get('alice')?.hash
   t.ok(hash !== undefined && await verifyPassword('correct horse battery staple', hash), 'the parsed hash verifies the password')
-  t.equal(users.get('Alice'), undefined, 'usernames are exact')
+  t.equal(users.get('Alice'), undefined, 'the map is keyed by the canonical (lower-case) name')
 })
 
 t.test('a file that is not JSON is refused and says so', async (t) => {
@@ -109,7 +109,7 @@ t.test('a loaded directory answers users by name and has a dummy hash for unknow
   t.equal(directory.get('alice')?.username, 'alice')
   t.equal(directory.get('mallory'), undefined)
   t.equal(directory.dummy.key.length, 32, 'the dummy is a real hash')
-  t.equal(directory.dummy.ln, 15, 'the dummy costs as much as a default hash')
+  t.same([directory.dummy.ln, directory.dummy.r, directory.dummy.p], [10, 8, 1], 'the dummy costs as much as the file\'s hashes')
   t.equal(await verifyPassword('correct horse battery staple', directory.dummy), false, 'the dummy matches no real password')
 })
 
@@ -137,4 +137,40 @@ t.test('a failed reload keeps every previous user and reports why', async (t) =>
   await writeFile(path, '{"users": [')
   await t.rejects(directory.reload(), { name: 'UsersFileError', message: /not valid JSON/ }, 'invalid JSON is reported')
   t.equal(directory.size, 2, 'still two users after invalid JSON')
+})
+
+t.test('names that differ only in case or Unicode form are one name: a file holding two of them is refused', async (t) => {
+  refuses(t, file([{ ...alice, username: 'dave' }, { ...alice, username: 'Dave' }]), ['users[1]', '"Dave"', 'duplicate', 'users[0] "dave"', 'case-insensitive'], 'case variants')
+  refuses(t, file([{ ...alice, username: 'OPS@example.com' }, { ...alice, username: 'ops@EXAMPLE.com' }]), ['users[1]', 'duplicate'], 'e-mail style names')
+  t.equal(canonicalUsername('Dave'), 'dave')
+  t.equal(canonicalUsername('\uff24\uff41\uff56\uff45'), 'dave', 'full-width letters are the same name (NFKC)')
+})
+
+t.test('a user is found under any case of the name, and keeps the name as written in the file', async (t) => {
+  const path = join(t.testdir(), 'users.json')
+  await writeFile(path, file([{ ...alice, username: 'Dave' }]))
+  const directory = await UserDirectory.load(path)
+  for (const name of ['Dave', 'dave', 'DAVE', '\uff44\uff41\uff56\uff45']) t.equal(directory.get(name)?.username, 'Dave', name)
+  t.equal((await directory.authenticate('dAVE', 'correct horse battery staple'))?.username, 'Dave', 'signs in under another case')
+  t.equal(await directory.authenticate('dave', 'wrong horse battery staple'), undefined, 'a wrong password is refused')
+  t.equal(await directory.authenticate('mallory', 'correct horse battery staple'), undefined, 'an unknown user is refused')
+})
+
+t.test('hashes of different costs in one file are refused naming the entry, so no user signs in faster than another', async (t) => {
+  const cheaper = await hashPassword('another long passphrase', { ln: 10, r: 1, p: 1 })
+  refuses(t, file([alice, { username: 'bob', password_hash: cheaper, orgs: [1] }]),
+    ['users[1]', '"bob"', 'ln=10,r=1,p=1', 'ln=10,r=8,p=1', 'users[0] "alice"', 'same cost'], 'mixed costs')
+})
+
+t.test('the dummy checked for unknown users has the cost of the file, also after a reload to another cost', async (t) => {
+  const path = join(t.testdir(), 'users.json')
+  await writeFile(path, file([alice]))
+  const directory = await UserDirectory.load(path)
+  t.same([directory.dummy.ln, directory.dummy.r, directory.dummy.p], [10, 8, 1])
+  await writeFile(path, file([{ ...alice, password_hash: await hashPassword('correct horse battery staple', { ln: 11, r: 2, p: 1 }) }]))
+  await directory.reload()
+  t.same([directory.dummy.ln, directory.dummy.r, directory.dummy.p], [11, 2, 1], 'the dummy follows the new cost')
+  await writeFile(path, file([]))
+  await directory.reload()
+  t.same([directory.dummy.ln, directory.dummy.r, directory.dummy.p], [15, 8, 1], 'an empty file falls back to the default cost')
 })
