@@ -7,8 +7,7 @@ import { BODY_PROBLEMS, COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } fr
 import { effectiveScope, newSessionPayload } from '../session/claims.ts'
 import { LoginLimiter } from '../session/login-limiter.ts'
 import { sessionCookieName } from '../session/plugin.ts'
-import { verifyPassword } from '../users/password.ts'
-import type { UserDirectory } from '../users/users-file.ts'
+import { canonicalUsername, type UserDirectory } from '../users/users-file.ts'
 
 export interface AuthRoutesOptions {
   config: Config
@@ -66,15 +65,16 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
         }
       }
     }, async (request, reply) => {
-      const { username, password } = request.body
+      const { password } = request.body
+      // One name per account for the lockout too: "Dave" and "dave" share one failure count.
+      const username = canonicalUsername(request.body.username)
       const wait = limiter.blockedFor(username)
       if (wait > 0) throw new Problem('RATE_LIMITED', { detail: 'Too many failed sign-ins for this user; try again later', retryAfter: wait })
       // Counted before verifying, so parallel guesses cannot all slip past the limit.
       limiter.fail(username)
-      const user = users.get(username)
-      // An unknown user costs one scrypt too, against a dummy hash: same answer, same time.
-      const valid = await verifyPassword(password, user?.hash ?? users.dummy)
-      if (user === undefined || !valid) {
+      // An unknown user costs one scrypt of the file's one cost too: same answer, same time.
+      const user = await users.authenticate(username, password)
+      if (user === undefined) {
         request.log.info({ event: 'login.failed' }, 'login failed')
         throw new Problem('INVALID_CREDENTIALS', { detail: 'The username or password is wrong' })
       }

@@ -565,7 +565,7 @@ t.test('user:add creates the file, adds more users and replaces an existing one;
   t.equal((await stat(file)).mode & 0o777, 0o600, 'readable by the owner only')
 
   t.equal((await cli(['add', '--file', file, '--username', 'ops', '--orgs', '*'], 'operators-passphrase\n', dir)).code, 0)
-  t.equal((await cli(['add', '--file', file, '--username', 'alice', '--orgs', '3'], 'alices-new-passphrase\n', dir)).code, 0)
+  t.equal((await cli(['add', '--file', file, '--username', 'alice', '--orgs', '3', '--update'], 'alices-new-passphrase\n', dir)).code, 0)
   users = parseUsers(await readFile(file, 'utf8'), file)
   t.same([...users.keys()], ['alice', 'ops'], 'alice replaced in place, ops added')
   t.same(users.get('alice')?.orgs, [3])
