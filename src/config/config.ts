@@ -137,7 +137,7 @@ export function loadConfigFor<P extends TProperties> (schema: TObject<P>, option
   const copy = structuredClone(schema) as unknown as Record<string, unknown>
   // Merged here, not by env-schema: it would add process.env to an explicit `env`, and keep empty values.
   const data = { ...withoutEmpty(options.dotenv === true ? readDotenv() : {}), ...withoutEmpty(options.env ?? process.env) }
-  let issues = infiniteNumbers(copy, data)
+  let issues = [...infiniteNumbers(copy, data), ...ssoRequirements(copy, data)]
   let config: Static<TObject<P>> | undefined
   try {
     config = envSchema({
@@ -159,6 +159,22 @@ export function loadConfigFor<P extends TProperties> (schema: TObject<P>, option
   }
   if (issues.length > 0 || config === undefined) throw describe(issues, data)
   return config
+}
+
+/**
+ * SSO needs the client credentials and the BFF's public origin (the redirect URI), and somewhere
+ * a login may return to; the schema alone cannot say "required when OIDC_ISSUER is set".
+ */
+function ssoRequirements (schema: Record<string, unknown>, data: Record<string, string>): AjvIssue[] {
+  const properties = (schema.properties ?? {}) as Record<string, unknown>
+  if (!('OIDC_ISSUER' in properties) || data.OIDC_ISSUER === undefined) return []
+  const issues: AjvIssue[] = ['OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET', 'PUBLIC_URL']
+    .filter((key) => data[key] === undefined)
+    .map((key) => ({ instancePath: `/${key}`, keyword: 'requiredWith', message: 'is required when OIDC_ISSUER is set', params: {} }))
+  if (data.OIDC_RETURN_ORIGINS === undefined && (data.CORS_ORIGINS ?? '').trim() === '') {
+    issues.push({ instancePath: '/OIDC_RETURN_ORIGINS', keyword: 'requiredWith', message: 'is required when OIDC_ISSUER is set and CORS_ORIGINS is empty (where may a login return to?)', params: {} })
+  }
+  return issues
 }
 
 /** Ajv coerces "1e999" to Infinity and then skips minimum/maximum, so such values are caught here. */
