@@ -21,19 +21,59 @@ export const CONTACT_TYPES: ReadonlyMap<number, string> = new Map([
   [6, 'Invoice address']
 ])
 
-// A small slice of emnify's country table; enough to resolve `country {id}` in tests and the demo.
-export const COUNTRIES: ReadonlyMap<number, string> = new Map([
-  [14, 'Austria'],
-  [21, 'Belgium'],
-  [73, 'France'],
-  [74, 'Germany'],
-  [105, 'Italy'],
-  [153, 'Netherlands'],
-  [195, 'Spain'],
-  [204, 'Switzerland'],
-  [205, 'United Kingdom'],
-  [222, 'United States']
-])
+export interface Country {
+  id: number
+  name: string
+  /** The international dialling code, e.g. "49". */
+  country_code: string
+  mcc: string
+  /** ISO 3166-1 alpha-2, lower case as in emnify's examples. */
+  iso_code: string
+}
+
+// A slice of emnify's country table; ids follow the example where Germany is 74, so they are not 1..n.
+// The last entries are networks without a country, which `?geographic=true` leaves out.
+const COUNTRY_ROWS: ReadonlyArray<readonly [number, string, string, string, string, boolean]> = [
+  [14, 'Austria', '43', '232', 'at', true],
+  [21, 'Belgium', '32', '206', 'be', true],
+  [30, 'Brazil', '55', '724', 'br', true],
+  [38, 'Canada', '1', '302', 'ca', true],
+  [44, 'China', '86', '460', 'cn', true],
+  [57, 'Czech Republic', '420', '230', 'cz', true],
+  [58, 'Denmark', '45', '238', 'dk', true],
+  [72, 'Finland', '358', '244', 'fi', true],
+  [73, 'France', '33', '208', 'fr', true],
+  [74, 'Germany', '49', '262', 'de', true],
+  [84, 'Greece', '30', '202', 'gr', true],
+  [99, 'India', '91', '404', 'in', true],
+  [103, 'Ireland', '353', '272', 'ie', true],
+  [105, 'Italy', '39', '222', 'it', true],
+  [107, 'Japan', '81', '440', 'jp', true],
+  [138, 'Mexico', '52', '334', 'mx', true],
+  [153, 'Netherlands', '31', '204', 'nl', true],
+  [163, 'Norway', '47', '242', 'no', true],
+  [173, 'Poland', '48', '260', 'pl', true],
+  [174, 'Portugal', '351', '268', 'pt', true],
+  [195, 'Spain', '34', '214', 'es', true],
+  [202, 'Sweden', '46', '240', 'se', true],
+  [204, 'Switzerland', '41', '228', 'ch', true],
+  [205, 'United Kingdom', '44', '234', 'gb', true],
+  [222, 'United States', '1', '310', 'us', true],
+  [247, 'International Networks', '882', '901', 'xn', false],
+  [248, 'Maritime Networks', '883', '901', 'xm', false]
+]
+
+export const COUNTRIES: ReadonlyMap<number, Country> = new Map(
+  COUNTRY_ROWS.map(([id, name, countryCode, mcc, isoCode]) => [id, { id, name, country_code: countryCode, mcc, iso_code: isoCode }])
+)
+
+const GEOGRAPHIC: ReadonlySet<number> = new Set(COUNTRY_ROWS.filter((row) => row[5]).map(([id]) => id))
+
+/** `GET /api/v1/country`: all countries, or only the (non-)geographic ones when `geographic` is given. */
+export function listCountries (geographic?: boolean): Country[] {
+  const all = [...COUNTRIES.values()]
+  return (geographic === undefined ? all : all.filter((c) => GEOGRAPHIC.has(c.id) === geographic)).map((c) => ({ ...c }))
+}
 
 export const STRING_FIELDS = [
   'name',
@@ -58,6 +98,8 @@ export interface StoredContact extends ContactStrings {
   id: number
   type: ContactType
   country: IdName | null
+  /** ISO time; only shown with the `extraFields` switch, as a field emnify might add. */
+  createdAt: string
 }
 
 /** The GET shape of a contact, as emnify returns it. */
@@ -89,10 +131,11 @@ export const PURCHASE_ORDER_NUMBER_MAX = 50
 // Deliberately simple: one "@", no whitespace, a dot in the domain — what bean validation rejects in practice.
 const EMAIL = /^[^\s@]+@[^\s@.]+(?:\.[^\s@.]+)+$/
 
-function blankContact (id: number, type: ContactType): StoredContact {
+function blankContact (id: number, type: ContactType, createdAt: string): StoredContact {
   return {
     id,
     type,
+    createdAt,
     country: null,
     name: null,
     title: null,
@@ -115,11 +158,13 @@ function contactType (id: number): ContactType {
 }
 
 function country (id: number): IdName {
-  return { id, name: COUNTRIES.get(id) as string }
+  return { id, name: (COUNTRIES.get(id) as Country).name }
 }
 
+const SEEDED_AT = '2024-03-01T09:00:00.000Z'
+
 function seedContact (id: number, typeId: number, countryId: number, fields: Partial<ContactStrings>): StoredContact {
-  return { ...blankContact(id, contactType(typeId)), country: country(countryId), ...fields }
+  return { ...blankContact(id, contactType(typeId), SEEDED_AT), country: country(countryId), ...fields }
 }
 
 export function seedOrganisations (): Map<string, Organisation> {
@@ -207,8 +252,30 @@ export function viewContact (org: Organisation, contact: StoredContact): Contact
   }
 }
 
-export function newContact (id: number, changes: ContactChanges & { type: ContactType }): StoredContact {
-  return applyChanges(blankContact(id, changes.type), changes)
+/** A value only the `extraFields` switch produces, so a test can prove the BFF never passes such fields on. */
+export const EXTRA_FIELD_MARKER = 'sim-internal-ref'
+
+/** The contact with fields emnify might add one day, at the top level and inside its references. */
+export function viewContactWithExtras (org: Organisation, contact: StoredContact): Record<string, unknown> {
+  const view = viewContact(org, contact)
+  const ref = (what: string): string => `${EXTRA_FIELD_MARKER}-${what}`
+  return {
+    ...view,
+    organisation: { ...view.organisation, internal_ref: ref(`org-${org.id}`) },
+    type: { ...view.type, internal_ref: ref(`type-${view.type.id}`) },
+    country: view.country === null ? null : { ...view.country, internal_ref: ref(`country-${view.country.id}`) },
+    created_at: contact.createdAt,
+    internal_ref: ref(`contact-${contact.id}`)
+  }
+}
+
+/** The country with fields emnify might add one day. */
+export function countryWithExtras (country: Country): Record<string, unknown> {
+  return { ...country, currency: 'EUR', internal_ref: `${EXTRA_FIELD_MARKER}-country-${country.id}` }
+}
+
+export function newContact (id: number, changes: ContactChanges & { type: ContactType }, createdAt: string): StoredContact {
+  return applyChanges(blankContact(id, changes.type, createdAt), changes)
 }
 
 export function applyChanges (contact: StoredContact, changes: ContactChanges): StoredContact {
@@ -266,4 +333,23 @@ export function validateContactBody (body: Record<string, unknown>): ValidationR
   }
 
   return messages.length > 0 ? { ok: false, messages } : { ok: true, changes }
+}
+
+export type CreateResult =
+  | { ok: true, changes: ContactChanges & { type: ContactType } }
+  | { ok: false, messages: string[] }
+
+// Server-assigned on create; emnify's docs say never to send them.
+const SERVER_FIELDS = ['id', 'organisation_id'] as const
+
+/** Validates a POST body: as a PATCH, plus `type` required and server-assigned fields refused. */
+export function validateNewContact (body: Record<string, unknown>): CreateResult {
+  const result = validateContactBody(body)
+  const messages = result.ok ? [] : [...result.messages]
+  if (!('type' in body)) messages.unshift('type: may not be null')
+  for (const field of SERVER_FIELDS) {
+    if (field in body) messages.push(`${field}: must not be set when creating a contact`)
+  }
+  if (!result.ok || result.changes.type === undefined || messages.length > 0) return { ok: false, messages }
+  return { ok: true, changes: { ...result.changes, type: result.changes.type } }
 }

@@ -1,7 +1,8 @@
 // Switchable upstream misbehaviour: error statuses, slowness, broken connections and bad bodies.
 import type { ServerResponse } from 'node:http'
 import { isRecord } from './json.ts'
-import { defaultBodyFor, sendEmpty, sendRaw } from './responses.ts'
+import { defaultBodyFor, internalError, send, sendEmpty, sendRaw } from './responses.ts'
+import type { Reply } from './responses.ts'
 
 export const OPERATIONS = [
   'authenticate',
@@ -10,6 +11,7 @@ export const OPERATIONS = [
   'list_contacts',
   'create_contact',
   'delete_contact',
+  'list_countries',
   'other'
 ] as const
 
@@ -31,12 +33,25 @@ export type FaultKind =
   | { kind: 'redirect', status?: RedirectStatus, location: string }
   | { kind: 'unauthorized_empty' }
   | { kind: 'gateway_unauthorized' }
+  // The rest carry the operation out and then bend its answer (a malformed list, a lost Location, …).
+  | { kind: 'not_a_list' }
+  | { kind: 'bad_item', item?: Record<string, unknown>, index?: number }
+  | { kind: 'no_location' }
+  | { kind: 'location', location: string }
 
 export type Fault = FaultKind & {
   operation: FaultOperation
   /** How many matching requests the fault answers; unlimited until cleared when absent. */
   times?: number
+  /**
+   * Carry the operation out first (a create creates, a delete deletes), then answer with the fault:
+   * the ambiguous outcome a client sees when emnify acted but the answer was lost or late.
+   */
+  afterCommit?: boolean
 }
+
+/** What `bad_item` merges into one element when no `item` is given: an id that is not a number. */
+export const DEFAULT_BAD_ITEM: Readonly<Record<string, unknown>> = { id: 'not-a-number' }
 
 export class FaultError extends Error {
   override name = 'FaultError'
@@ -46,6 +61,10 @@ const MAX_DELAY_MS = 3_600_000
 const MAX_HUGE_BODY_BYTES = 1024 * 1024 * 1024
 const MAX_TRICKLE_CHUNKS = 100_000
 const REDIRECT_STATUSES: readonly number[] = [301, 302, 303, 307, 308]
+const MAX_ITEM_INDEX = 1_000_000
+// What node:http accepts in a header value without throwing.
+const HEADER_VALUE = /^[\x20-\x7e]*$/
+const TRANSFORMS: ReadonlySet<string> = new Set(['not_a_list', 'bad_item', 'no_location', 'location'])
 
 function integer (source: Record<string, unknown>, key: string, min: number, max: number, required: true): number
 function integer (source: Record<string, unknown>, key: string, min: number, max: number, required: false): number | undefined
@@ -87,7 +106,24 @@ function parseKind (source: Record<string, unknown>): FaultKind {
     case 'reset_after_headers':
     case 'unauthorized_empty':
     case 'gateway_unauthorized':
+    case 'not_a_list':
+    case 'no_location':
       return { kind }
+    case 'bad_item': {
+      const fault: FaultKind = { kind }
+      if (source.item !== undefined) {
+        if (!isRecord(source.item)) throw new FaultError('fault.item must be an object')
+        fault.item = source.item
+      }
+      const index = integer(source, 'index', 0, MAX_ITEM_INDEX, false)
+      if (index !== undefined) fault.index = index
+      return fault
+    }
+    case 'location':
+      if (typeof source.location !== 'string' || !HEADER_VALUE.test(source.location)) {
+        throw new FaultError('fault.location must be a string of printable ASCII')
+      }
+      return { kind, location: source.location }
     case 'trickle': {
       const fault: FaultKind = {
         kind,
@@ -146,6 +182,10 @@ export function parseFault (value: unknown): Fault {
   const times = integer(value, 'times', 1, Number.MAX_SAFE_INTEGER, false)
   const fault: Fault = { ...parseKind(value), operation: operation as FaultOperation }
   if (times !== undefined) fault.times = times
+  if (value.afterCommit !== undefined) {
+    if (typeof value.afterCommit !== 'boolean') throw new FaultError('fault.afterCommit must be a boolean')
+    fault.afterCommit = value.afterCommit
+  }
   return fault
 }
 
@@ -219,17 +259,73 @@ function sendStatus (res: ServerResponse, fault: Extract<FaultKind, { kind: 'sta
   sendRaw(res, fault.status, text, fault.headers)
 }
 
+type Transform = Extract<FaultKind, { kind: 'not_a_list' | 'bad_item' | 'no_location' | 'location' }>
+
+function isTransform (fault: Fault): fault is Fault & Transform {
+  return TRANSFORMS.has(fault.kind)
+}
+
+function mergeInto (element: unknown, item: Record<string, unknown>): unknown {
+  return isRecord(element) ? { ...element, ...item } : { ...item }
+}
+
+/** Bends a successful JSON answer; error answers and empty bodies pass unchanged. */
+function transform (fault: Transform, reply: Reply): Reply {
+  const ok = reply.status >= 200 && reply.status < 300
+  switch (fault.kind) {
+    case 'not_a_list':
+      // An envelope is the likeliest way a bare array would stop being one (e.g. for pagination).
+      return ok && reply.body !== undefined ? { ...reply, body: { data: reply.body } } : reply
+    case 'bad_item': {
+      if (!ok || reply.body === undefined) return reply
+      const item = fault.item ?? DEFAULT_BAD_ITEM
+      if (!Array.isArray(reply.body)) return { ...reply, body: mergeInto(reply.body, item) }
+      const list = [...reply.body]
+      const index = Math.min(fault.index ?? 0, list.length)
+      list[index] = mergeInto(list[index], item)
+      return { ...reply, body: list }
+    }
+    case 'no_location': {
+      const { location: _dropped, ...headers } = reply.headers ?? {}
+      return { ...reply, headers }
+    }
+    case 'location':
+      return ok ? { ...reply, headers: { ...reply.headers, location: fault.location } } : reply
+  }
+}
+
 /**
- * Answers a request according to `fault`. `proceed` runs the normal handling; only `delay` uses it.
+ * Answers a request according to `fault`. `run` carries the operation out and returns emnify's
+ * answer: `delay` runs it after the delay, transforms and `afterCommit` faults run it at once.
  * The request body has already been read, so a reset never races the client's upload.
  */
-export function applyFault (fault: Fault, res: ServerResponse, proceed: () => void): void {
+export function applyFault (fault: Fault, res: ServerResponse, run: () => Reply): void {
+  if (isTransform(fault)) {
+    send(res, transform(fault, run()))
+    return
+  }
+  if (fault.afterCommit === true) {
+    const reply = run()
+    answer(fault, res, () => reply)
+    return
+  }
+  answer(fault, res, run)
+}
+
+function answer (fault: Exclude<FaultKind, Transform>, res: ServerResponse, run: () => Reply): void {
   switch (fault.kind) {
     case 'status':
       sendStatus(res, fault)
       return
     case 'delay': {
-      const timer = setTimeout(proceed, fault.ms)
+      const timer = setTimeout(() => {
+        // A timer runs outside the promise that guards the rest, so a bug is caught here.
+        try {
+          send(res, run())
+        } catch {
+          internalError(res)
+        }
+      }, fault.ms)
       onClose(res, () => clearTimeout(timer))
       return
     }

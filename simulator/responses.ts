@@ -49,6 +49,27 @@ export function defaultBodyFor (status: number): unknown {
   return errors.gateway(STATUS_CODES[status] ?? 'Error')
 }
 
+/** An answer before it is written, so a fault can bend it (see faults.ts). */
+export interface Reply {
+  status: number
+  /** A JSON value; undefined sends no body. */
+  body?: unknown
+  headers?: Record<string, string>
+}
+
+export function json (status: number, body: unknown, headers?: Record<string, string>): Reply {
+  return headers === undefined ? { status, body } : { status, body, headers }
+}
+
+export function empty (status: number, headers?: Record<string, string>): Reply {
+  return headers === undefined ? { status } : { status, headers }
+}
+
+export function send (res: ServerResponse, reply: Reply): void {
+  if (reply.body === undefined) sendEmpty(res, reply.status, reply.headers)
+  else sendJson(res, reply.status, reply.body, reply.headers)
+}
+
 export function sendJson (res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
   sendRaw(res, status, JSON.stringify(body), headers)
 }

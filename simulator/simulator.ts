@@ -2,21 +2,26 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { validateContactBody } from './data.ts'
+import { validateContactBody, validateNewContact } from './data.ts'
 import { applyFault, parseFault } from './faults.ts'
 import type { Fault, FaultError, Operation } from './faults.ts'
 import { isRecord, parseJson } from './json.ts'
-import { errors, internalError, sendEmpty, sendJson } from './responses.ts'
-import type { EmnifyError } from './responses.ts'
+import { empty, errors, internalError, json, send, sendEmpty, sendJson } from './responses.ts'
+import type { EmnifyError, Reply } from './responses.ts'
+import type { SettingsError, SettingsInput } from './settings.ts'
 import { SimulatorState } from './state.ts'
 import type { SimulatorOptions } from './state.ts'
 
 export { decodeTokenClaims } from './tokens.ts'
 export type { IssueOptions, TokenClaims } from './tokens.ts'
-export { FaultError, OPERATIONS, parseFault } from './faults.ts'
+export { DEFAULT_BAD_ITEM, FaultError, OPERATIONS, parseFault } from './faults.ts'
 export type { Fault, FaultKind, FaultOperation, Operation } from './faults.ts'
-export { COUNTRIES, CONTACT_TYPES } from './data.ts'
-export type { ContactView } from './data.ts'
+export { COUNTRIES, CONTACT_TYPES, EXTRA_FIELD_MARKER, listCountries } from './data.ts'
+export type { ContactView, Country } from './data.ts'
+export { EMNIFY_RATE_LIMIT, RATE_LIMIT_SLOTS } from './rate-limit.ts'
+export type { RateLimit } from './rate-limit.ts'
+export { CREATED_LOCATIONS, DEFAULT_SETTINGS, SettingsError } from './settings.ts'
+export type { CreatedLocation, Settings, SettingsInput } from './settings.ts'
 export { DEFAULT_APPLICATION_TOKEN, DEFAULT_TOKEN_LIFETIME_S, SimulatorState } from './state.ts'
 export type { Counters, RecordedCall, SimulatorOptions } from './state.ts'
 
@@ -28,9 +33,11 @@ export interface Simulator {
   setFault: (fault: Fault | Fault[]) => void
   addFault: (fault: Fault) => void
   clearFaults: () => void
-  /** Clears calls, counters and faults. */
+  /** Clears calls, counters, faults and the rate limit's window; settings stay. */
   reset: () => void
   revokeAllTokens: () => void
+  /** Changes the given settings only (`createdLocation`, `extraFields`, `rateLimit`); throws SettingsError. */
+  configure: (settings: SettingsInput) => void
 }
 
 export interface StartOptions extends SimulatorOptions {
@@ -53,7 +60,7 @@ const LONG_MAX = 9_223_372_036_854_775_807n
 const LONG_MIN = -9_223_372_036_854_775_808n
 const BEARER = /^Bearer +([\w-]+\.[\w-]+\.[\w-]+)$/i
 
-type Resource = 'authenticate' | 'contacts' | 'contact' | 'unknown_api' | 'outside'
+type Resource = 'authenticate' | 'contacts' | 'contact' | 'countries' | 'unknown_api' | 'outside'
 
 interface Route {
   operation: Operation
@@ -78,6 +85,11 @@ function matchRoute (method: string, path: string): Route {
   }
   if (!path.startsWith('/api/')) return route
   route.resource = 'unknown_api'
+  if (path === '/api/v1/country') {
+    route.resource = 'countries'
+    if (method === 'GET') route.operation = 'list_countries'
+    return route
+  }
   const parts = path.split('/')
   const org = parts[4]
   if (parts[2] !== 'v1' || parts[3] !== 'organisation' || parts[5] !== 'contact' || org === undefined || org === '') {
@@ -154,143 +166,120 @@ function authFailure (state: SimulatorState, header: string | undefined): Emnify
   }
 }
 
-function parseObject (res: ServerResponse, text: string): Record<string, unknown> | undefined {
+const MALFORMED_BODY = json(400, errors.badRequest('Malformed JSON request body'))
+const NO_CONTENT = empty(204)
+const ORGANISATION_NOT_FOUND = (): Reply => json(404, errors.notFound('Organisation not found'))
+const CONTACT_NOT_FOUND = (): Reply => json(404, errors.notFound('Contact not found'))
+const methodNotAllowed = (allow: string): Reply => json(405, errors.badRequest('Method not allowed'), { allow })
+
+function parseObject (text: string): Record<string, unknown> | undefined {
   const parsed = parseJson(text)
-  if (parsed.ok && isRecord(parsed.value)) return parsed.value
-  sendJson(res, 400, errors.badRequest('Malformed JSON request body'))
-  return undefined
+  return parsed.ok && isRecord(parsed.value) ? parsed.value : undefined
 }
 
-function authenticate (state: SimulatorState, res: ServerResponse, text: string): void {
-  const body = parseObject(res, text)
-  if (body === undefined) return
+function authenticate (state: SimulatorState, text: string): Reply {
+  const body = parseObject(text)
+  if (body === undefined) return MALFORMED_BODY
   const applicationToken = body.application_token
   if (typeof applicationToken === 'string') {
     const application = state.applicationTokens.indexOf(applicationToken)
-    if (application === -1) {
-      sendEmpty(res, 401)
-      return
-    }
-    sendJson(res, 200, { auth_token: state.issueToken({ application }) })
-    return
+    if (application === -1) return empty(401)
+    return json(200, { auth_token: state.issueToken({ application }) })
   }
   if (applicationToken === undefined && ('username' in body || 'refresh_token' in body)) {
     // Real emnify supports these flows; the simulator knows no users, so they fail like bad credentials.
-    sendEmpty(res, 401)
-    return
+    return empty(401)
   }
-  sendJson(res, 400, errors.badRequest('application_token is required'))
+  return json(400, errors.badRequest('application_token is required'))
 }
 
-function contactNotFound (res: ServerResponse): void {
-  sendJson(res, 404, errors.notFound('Contact not found'))
-}
-
-function handleContacts (state: SimulatorState, res: ServerResponse, route: Route, text: string): void {
+function handleContacts (state: SimulatorState, req: IncomingMessage, route: Route, text: string): Reply {
   const org = parseLong(route.org)
-  if (org === undefined) {
-    sendJson(res, 400, errors.badRequest('Cannot parse parameter org_id as Long'))
-    return
-  }
+  if (org === undefined) return json(400, errors.badRequest('Cannot parse parameter org_id as Long'))
 
   if (route.resource === 'contacts') {
     if (route.operation === 'list_contacts') {
-      const contacts = state.listContacts(org)
-      if (contacts === undefined) sendJson(res, 404, errors.notFound('Organisation not found'))
-      else sendJson(res, 200, contacts)
-      return
+      const contacts = state.answerContacts(org)
+      return contacts === undefined ? ORGANISATION_NOT_FOUND() : json(200, contacts)
     }
-    if (route.operation === 'create_contact') {
-      createContact(state, res, org, text)
-      return
-    }
-    sendJson(res, 405, errors.badRequest('Method not allowed'), { allow: 'GET, POST' })
-    return
+    if (route.operation === 'create_contact') return createContact(state, req, org, text)
+    return methodNotAllowed('GET, POST')
   }
 
   const id = parseLong(route.contact)
-  if (id === undefined) {
-    sendJson(res, 400, errors.badRequest('Cannot parse parameter id as Long'))
-    return
-  }
+  if (id === undefined) return json(400, errors.badRequest('Cannot parse parameter id as Long'))
   switch (route.operation) {
     case 'get_contact': {
-      const contact = state.getContact(org, id)
-      if (contact === undefined) contactNotFound(res)
-      else sendJson(res, 200, contact)
-      return
+      const contact = state.answerContact(org, id)
+      return contact === undefined ? CONTACT_NOT_FOUND() : json(200, contact)
     }
     case 'patch_contact':
-      patchContact(state, res, org, id, text)
-      return
+      return patchContact(state, org, id, text)
     case 'delete_contact':
-      if (state.deleteContact(org, id)) sendEmpty(res, 204)
-      else contactNotFound(res)
-      return
+      return state.deleteContact(org, id) ? NO_CONTENT : CONTACT_NOT_FOUND()
     default:
-      sendJson(res, 405, errors.badRequest('Method not allowed'), { allow: 'GET, PATCH, DELETE' })
+      return methodNotAllowed('GET, PATCH, DELETE')
   }
 }
 
-function patchContact (state: SimulatorState, res: ServerResponse, org: string, id: string, text: string): void {
-  if (state.lean) {
-    sendEmpty(res, 204)
-    return
-  }
-  const body = parseObject(res, text)
-  if (body === undefined) return
-  if (!state.hasContact(org, id)) {
-    contactNotFound(res)
-    return
-  }
+function patchContact (state: SimulatorState, org: string, id: string, text: string): Reply {
+  if (state.lean) return NO_CONTENT
+  const body = parseObject(text)
+  if (body === undefined) return MALFORMED_BODY
+  if (!state.hasContact(org, id)) return CONTACT_NOT_FOUND()
   const result = validateContactBody(body)
-  if (!result.ok) {
-    sendJson(res, 422, errors.validation(result.messages))
-    return
-  }
+  if (!result.ok) return json(422, errors.validation(result.messages))
   state.updateContact(org, id, result.changes)
-  sendEmpty(res, 204)
+  return NO_CONTENT
 }
 
-function createContact (state: SimulatorState, res: ServerResponse, org: string, text: string): void {
-  const body = parseObject(res, text)
-  if (body === undefined) return
-  if (!state.hasOrganisation(org)) {
-    sendJson(res, 404, errors.notFound('Organisation not found'))
-    return
+function locationHeader (state: SimulatorState, req: IncomingMessage, path: string): Record<string, string> | undefined {
+  switch (state.settings.createdLocation) {
+    case 'none':
+      return undefined
+    case 'relative':
+      return { location: path }
+    case 'absolute': {
+      // Mounted without startSimulator there is no known origin; the Host the client used stands in.
+      const host = req.headers.host
+      const origin = state.origin ?? (host === undefined ? '' : `http://${host}`)
+      return { location: `${origin}${path}` }
+    }
   }
-  const result = validateContactBody(body)
-  const messages = result.ok ? [] : [...result.messages]
-  if (!('type' in body)) messages.unshift('type: may not be null')
-  if (!result.ok || result.changes.type === undefined) {
-    sendJson(res, 422, errors.validation(messages))
-    return
-  }
-  const id = state.createContact(org, { ...result.changes, type: result.changes.type })
-  sendEmpty(res, 201, { location: `/api/v1/organisation/${org}/contact/${String(id)}` })
 }
 
-function handleApi (state: SimulatorState, req: IncomingMessage, res: ServerResponse, route: Route, text: string): void {
-  if (route.resource === 'outside') {
-    sendJson(res, 404, errors.gateway('Not Found'))
-    return
-  }
+function createContact (state: SimulatorState, req: IncomingMessage, org: string, text: string): Reply {
+  const body = parseObject(text)
+  if (body === undefined) return MALFORMED_BODY
+  if (!state.hasOrganisation(org)) return ORGANISATION_NOT_FOUND()
+  const result = validateNewContact(body)
+  if (!result.ok) return json(422, errors.validation(result.messages))
+  const id = state.createContact(org, result.changes) as number
+  return json(201, {}, locationHeader(state, req, `/api/v1/organisation/${org}/contact/${String(id)}`))
+}
+
+function listCountries (state: SimulatorState, query: string): Reply {
+  const raw = query === '' ? null : new URLSearchParams(query).get('geographic')
+  // Parsed like a JAX-RS Boolean: "true" in any case filters, anything else does not [inferred].
+  const geographic = raw !== null && raw.toLowerCase() === 'true' ? true : undefined
+  return json(200, state.answerCountries(geographic))
+}
+
+function handleApi (state: SimulatorState, req: IncomingMessage, route: Route, query: string, text: string): Reply {
+  if (route.resource === 'outside') return json(404, errors.gateway('Not Found'))
   if (route.resource === 'authenticate') {
-    if (route.operation === 'authenticate') authenticate(state, res, text)
-    else sendJson(res, 405, errors.badRequest('Method not allowed'), { allow: 'POST' })
-    return
+    return route.operation === 'authenticate' ? authenticate(state, text) : methodNotAllowed('POST')
   }
   const failure = authFailure(state, req.headers.authorization)
   if (failure !== undefined) {
     state.countUnauthorized()
-    sendJson(res, 401, failure)
-    return
+    return json(401, failure)
   }
-  if (route.resource === 'unknown_api') {
-    sendJson(res, 404, errors.notFound('Resource not found'))
-    return
+  if (route.resource === 'unknown_api') return json(404, errors.notFound('Resource not found'))
+  if (route.resource === 'countries') {
+    return route.operation === 'list_countries' ? listCountries(state, query) : methodNotAllowed('GET')
   }
-  handleContacts(state, res, route, text)
+  return handleContacts(state, req, route, text)
 }
 
 function splitUrl (url: string): { path: string, query: string } {
@@ -356,6 +345,22 @@ async function handleControl (
       if (params.get('data') === '1') state.restoreData()
       sendEmpty(res, 204)
       return
+    case 'GET /_sim/settings':
+      sendJson(res, 200, state.settings)
+      return
+    case 'POST /_sim/settings': {
+      const parsed = parseJson(body.text)
+      try {
+        if (!parsed.ok) throw new Error('body must be a JSON object of settings')
+        state.configure(parsed.value as SettingsInput)
+      } catch (error) {
+        // configure only throws SettingsError, whose message says which setting is wrong.
+        sendJson(res, 400, { message: (error as SettingsError | Error).message })
+        return
+      }
+      sendJson(res, 200, state.settings)
+      return
+    }
     case 'POST /_sim/revoke-tokens':
       state.revokeAllTokens()
       sendEmpty(res, 204)
@@ -391,23 +396,21 @@ async function handle (state: SimulatorState, req: IncomingMessage, res: ServerR
       operation: route.operation
     })
   }
+  // emnify's edge counts and refuses before anything else, faults included; it sends no Retry-After.
+  if (state.rateLimited(req.socket.remoteAddress ?? 'unknown', route.operation)) {
+    sendJson(res, 429, errors.tooManyRequests())
+    return
+  }
   if (body.tooLarge) {
     tooLarge(res)
     return
   }
   if (!body.complete) return
 
-  const proceed = (): void => {
-    // A delayed proceed runs from a timer, outside the promise that guards the rest.
-    try {
-      handleApi(state, req, res, route, body.text)
-    } catch {
-      internalError(res)
-    }
-  }
+  const run = (): Reply => handleApi(state, req, route, query, body.text)
   const fault = state.takeFault(route.operation)
-  if (fault === undefined) proceed()
-  else applyFault(fault, res, proceed)
+  if (fault === undefined) send(res, run())
+  else applyFault(fault, res, run)
 }
 
 /** Builds the simulator without listening (e.g. to mount its server elsewhere). */
@@ -426,7 +429,8 @@ export async function createSimulator (options: SimulatorOptions = {}): Promise<
     addFault: (fault) => state.addFault(fault),
     clearFaults: () => state.clearFaults(),
     reset: () => state.reset(),
-    revokeAllTokens: () => state.revokeAllTokens()
+    revokeAllTokens: () => state.revokeAllTokens(),
+    configure: (settings) => state.configure(settings)
   }
 }
 
@@ -447,6 +451,7 @@ export async function startSimulator (options: StartOptions = {}): Promise<Runni
   const address = server.address() as AddressInfo
   const publicHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
   const url = `http://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${address.port}`
+  simulator.state.origin = url
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {

@@ -1,17 +1,23 @@
 // Everything the simulator remembers: data, issued tokens, active faults and the call log.
 import {
   applyChanges,
+  countryWithExtras,
+  listCountries,
   newContact,
   seedOrganisations,
-  viewContact
+  viewContact,
+  viewContactWithExtras
 } from './data.ts'
-import type { ContactChanges, ContactType, ContactView, Organisation } from './data.ts'
+import type { ContactChanges, ContactType, ContactView, Country, Organisation, StoredContact } from './data.ts'
 import { OPERATIONS, parseFault } from './faults.ts'
 import type { Fault, Operation } from './faults.ts'
+import { RateLimiter } from './rate-limit.ts'
+import { DEFAULT_SETTINGS, parseSettings } from './settings.ts'
+import type { Settings, SettingsInput } from './settings.ts'
 import { TokenIssuer } from './tokens.ts'
 import type { IssueOptions, TokenCheck } from './tokens.ts'
 
-export interface SimulatorOptions {
+export interface SimulatorOptions extends SettingsInput {
   /** Application tokens `POST /api/v1/authenticate` accepts. */
   applicationTokens?: string[]
   /** Lifetime written into issued auth tokens' `exp`; emnify was seen issuing 240 min and 7 days. */
@@ -22,7 +28,7 @@ export interface SimulatorOptions {
   seed?: boolean
   /** Benchmark mode: only counters are kept, PATCH answers 204 for any ids without touching data. */
   lean?: boolean
-  /** Milliseconds since the epoch; drives token `iat`/`exp` and expiry checks. */
+  /** Milliseconds since the epoch; drives token `iat`/`exp`, expiry checks and the rate limit's window. */
   clock?: () => number
   /** Calls kept in the log before the oldest are dropped (default 10 000). */
   maxCalls?: number
@@ -46,8 +52,11 @@ export interface RecordedCall {
   operation: Operation
 }
 
-/** Calls per operation, all calls, and API calls refused with 401 (a bad or expired auth_token). */
-export type Counters = Record<Operation | 'total' | 'unauthorized', number>
+/**
+ * Calls per operation, all calls, API calls refused with 401 (a bad or expired auth_token) and
+ * calls refused with 429 by the per-IP rate limit (faulted 429s are not counted there).
+ */
+export type Counters = Record<Operation | 'total' | 'unauthorized' | 'rate_limited', number>
 
 interface ActiveFault {
   fault: Fault
@@ -64,7 +73,7 @@ function activate (fault: Fault): ActiveFault {
 }
 
 function emptyCounters (): Counters {
-  const counters = { total: 0, unauthorized: 0 } as Counters
+  const counters = { total: 0, unauthorized: 0, rate_limited: 0 } as Counters
   for (const operation of OPERATIONS) counters[operation] = 0
   return counters
 }
@@ -82,6 +91,10 @@ export class SimulatorState {
   #faults: ActiveFault[] = []
   #organisations: Map<string, Organisation> = new Map()
   #nextContactId = 1
+  #settings: Settings
+  #limiter: RateLimiter | undefined
+  /** Origin for absolute `Location` headers; startSimulator sets it once listening. */
+  origin: string | undefined
 
   constructor (options: SimulatorOptions = {}) {
     this.lean = options.lean ?? false
@@ -96,7 +109,39 @@ export class SimulatorState {
     this.#onTokenIssued = options.onTokenIssued
     this.#seed = options.seed ?? true
     this.#maxCalls = options.maxCalls ?? 10_000
+    const { createdLocation, extraFields, rateLimit } = options
+    this.#settings = { ...DEFAULT_SETTINGS }
+    this.configure({ createdLocation, extraFields, rateLimit })
     this.restoreData()
+  }
+
+  // --- settings ---
+
+  get settings (): Settings {
+    const { rateLimit } = this.#settings
+    return { ...this.#settings, rateLimit: rateLimit === false ? false : { ...rateLimit } }
+  }
+
+  /**
+   * Changes the given settings only; throws SettingsError (changing nothing) if any is invalid.
+   * Setting `rateLimit` (even to the same figures) starts its window afresh.
+   */
+  configure (input: SettingsInput): void {
+    const parsed = parseSettings(input)
+    this.#settings = { ...this.#settings, ...parsed }
+    if ('rateLimit' in parsed) this.#restartLimiter()
+  }
+
+  #restartLimiter (): void {
+    const { rateLimit } = this.#settings
+    this.#limiter = rateLimit === false ? undefined : new RateLimiter(rateLimit)
+  }
+
+  /** Counts a request against the per-IP limit (when on); true when it must be answered 429. */
+  rateLimited (client: string, operation: Operation): boolean {
+    if (this.#limiter === undefined || !this.#limiter.refuse(client, operation, this.#clock())) return false
+    this.#counters.rate_limited++
+    return true
   }
 
   now (): number {
@@ -132,11 +177,12 @@ export class SimulatorState {
     if (this.#calls.length > this.#maxCalls) this.#calls.shift()
   }
 
-  /** Clears the call log, counters and faults; data and tokens stay. */
+  /** Clears the call log, counters, faults and the rate limit's window; data, tokens and settings stay. */
   reset (): void {
     this.#calls = []
     this.#counters = emptyCounters()
     this.#faults = []
+    this.#restartLimiter()
   }
 
   // --- faults ---
@@ -214,6 +260,7 @@ export class SimulatorState {
     return this.#organisations.get(String(orgId))?.contacts.has(String(contactId)) ?? false
   }
 
+  /** The contact as emnify's GET shows it (never with extra fields; see `answerContact`). */
   getContact (orgId: number | string, contactId: number | string): ContactView | undefined {
     const org = this.#organisations.get(String(orgId))
     const contact = org?.contacts.get(String(contactId))
@@ -224,6 +271,30 @@ export class SimulatorState {
     const org = this.#organisations.get(String(orgId))
     if (org === undefined) return undefined
     return [...org.contacts.values()].map((contact) => viewContact(org, contact))
+  }
+
+  #view (org: Organisation, contact: StoredContact): unknown {
+    return this.#settings.extraFields ? viewContactWithExtras(org, contact) : viewContact(org, contact)
+  }
+
+  /** What `GET …/contact/{id}` answers, with extra fields when that switch is on. */
+  answerContact (orgId: string, contactId: string): unknown {
+    const org = this.#organisations.get(orgId)
+    const contact = org?.contacts.get(contactId)
+    return org === undefined || contact === undefined ? undefined : this.#view(org, contact)
+  }
+
+  /** What `GET …/contact` answers, with extra fields when that switch is on. */
+  answerContacts (orgId: string): unknown[] | undefined {
+    const org = this.#organisations.get(orgId)
+    if (org === undefined) return undefined
+    return [...org.contacts.values()].map((contact) => this.#view(org, contact))
+  }
+
+  /** What `GET /api/v1/country` answers, with extra fields when that switch is on. */
+  answerCountries (geographic?: boolean): Array<Country | Record<string, unknown>> {
+    const countries = listCountries(geographic)
+    return this.#settings.extraFields ? countries.map(countryWithExtras) : countries
   }
 
   updateContact (orgId: number | string, contactId: number | string, changes: ContactChanges): boolean {
@@ -239,7 +310,7 @@ export class SimulatorState {
     const org = this.#organisations.get(String(orgId))
     if (org === undefined) return undefined
     const id = this.#nextContactId++
-    org.contacts.set(String(id), newContact(id, changes))
+    org.contacts.set(String(id), newContact(id, changes, new Date(this.#clock()).toISOString()))
     return id
   }
 

@@ -4,92 +4,15 @@ import { createServer } from 'node:http'
 import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { Agent, request } from 'undici'
+import { request } from 'undici'
 import {
   decodeTokenClaims,
   FaultError,
   startSimulator
 } from '../../simulator/simulator.ts'
-import type { Fault, RecordedCall, RunningSimulator, StartOptions } from '../../simulator/simulator.ts'
+import type { Fault, RecordedCall } from '../../simulator/simulator.ts'
 import { internalError } from '../../simulator/responses.ts'
-
-interface Teardown {
-  teardown: (fn: () => unknown) => void
-}
-
-interface CallOptions {
-  body?: unknown
-  headers?: Record<string, string>
-  token?: string
-  headersTimeout?: number
-  signal?: AbortSignal
-}
-
-interface Reply {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  text: string
-  json: () => unknown
-}
-
-interface Harness {
-  sim: RunningSimulator
-  call: (method: string, path: string, options?: CallOptions) => Promise<Reply>
-  /** Like `call` but leaves the body unread, for faults that break it. */
-  open: (method: string, path: string, options?: CallOptions) => ReturnType<typeof request>
-  authenticate: () => Promise<string>
-}
-
-const APP_TOKEN = 'demo-application-token'
-const CONTACT_1 = '/api/v1/organisation/1/contact/1'
-
-const CONTACT_KEYS = [
-  'id', 'organisation', 'type', 'name', 'title', 'department', 'street', 'zipcode', 'city',
-  'country', 'email', 'phone', 'mobile', 'state', 'secondary_address', 'purchase_order_number'
-]
-
-async function setup (t: Teardown, options?: StartOptions): Promise<Harness> {
-  const sim = await startSimulator(options)
-  // One agent per test, so a socket a fault destroyed is never reused by another test.
-  const agent = new Agent()
-  t.teardown(async () => {
-    await sim.close()
-    await agent.destroy()
-  })
-
-  const open: Harness['open'] = (method, path, options = {}) => {
-    const headers: Record<string, string> = { ...options.headers }
-    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
-    let body: string | undefined
-    if (typeof options.body === 'string') {
-      body = options.body
-    } else if (options.body !== undefined) {
-      body = JSON.stringify(options.body)
-      headers['content-type'] ??= 'application/json'
-    }
-    return request(`${sim.url}${path}`, {
-      method,
-      headers,
-      body,
-      dispatcher: agent,
-      headersTimeout: options.headersTimeout,
-      signal: options.signal
-    })
-  }
-
-  const call: Harness['call'] = async (method, path, options) => {
-    const response = await open(method, path, options)
-    const text = await response.body.text()
-    return { status: response.statusCode, headers: response.headers, text, json: () => JSON.parse(text) }
-  }
-
-  const authenticate = async (): Promise<string> => {
-    const reply = await call('POST', '/api/v1/authenticate', { body: { application_token: APP_TOKEN } })
-    return (reply.json() as { auth_token: string }).auth_token
-  }
-
-  return { sim, call, open, authenticate }
-}
+import { APP_TOKEN, CONTACT_1, CONTACT_KEYS, setup } from './harness.ts'
 
 function decodeSegment (token: string, index: number): unknown {
   return JSON.parse(Buffer.from(token.split('.')[index] ?? '', 'base64url').toString('utf8'))
@@ -417,7 +340,7 @@ t.test('contacts', async (t) => {
   })
 
   t.test('POST creates a contact (201 + Location) and requires a type', async (t) => {
-    const { call, authenticate } = await setup(t)
+    const { sim, call, authenticate } = await setup(t)
     const token = await authenticate()
     const created = await call('POST', '/api/v1/organisation/2/contact', {
       token,
@@ -425,8 +348,8 @@ t.test('contacts', async (t) => {
     })
     t.equal(created.status, 201)
     const location = created.headers.location as string
-    t.match(location, /^\/api\/v1\/organisation\/2\/contact\/\d+$/)
-    const contact = (await call('GET', location, { token })).json()
+    t.equal(location, `${sim.url}/api/v1/organisation/2/contact/11`, 'an absolute URL, the next id after the seed')
+    const contact = (await call('GET', new URL(location).pathname, { token })).json()
     t.match(contact, { type: { id: 4, description: 'Shipping address' }, name: 'Warehouse', email: null })
 
     const untyped = await call('POST', '/api/v1/organisation/2/contact', { token, body: { name: 'x', email: 'bad' } })
@@ -472,7 +395,7 @@ t.test('contacts', async (t) => {
     const list = await call('GET', '/api/v1/organisation/5/contact', { token })
     t.same(list.json(), [])
     const created = await call('POST', '/api/v1/organisation/5/contact', { token, body: { type: { id: 1 } } })
-    t.equal(created.headers.location, '/api/v1/organisation/5/contact/1', 'ids start at 1 without seed')
+    t.equal(created.headers.location, `${sim.url}/api/v1/organisation/5/contact/1`, 'ids start at 1 without seed')
     t.match((await call('GET', '/api/v1/organisation/5/contact/1', { token })).json(), { country: null, name: null })
   })
 
@@ -531,17 +454,20 @@ t.test('call log', async (t) => {
     await call('GET', '/api/v1/organisation/1/contact', { token })
     await call('POST', '/api/v1/organisation/1/contact', { token, body: { type: { id: 1 } } })
     await call('DELETE', '/api/v1/organisation/1/contact/2', { token })
+    await call('GET', '/api/v1/country', { token })
     await call('GET', '/elsewhere')
     t.same(sim.state.counters, {
-      total: 8,
+      total: 9,
       authenticate: 1,
       get_contact: 2,
       patch_contact: 1,
       list_contacts: 1,
       create_contact: 1,
       delete_contact: 1,
+      list_countries: 1,
       other: 1,
-      unauthorized: 0
+      unauthorized: 0,
+      rate_limited: 0
     })
   })
 
