@@ -55,3 +55,30 @@ export class StoreUnavailableError extends Error {
     super('the shared store is unreachable', cause === undefined ? undefined : { cause })
   }
 }
+
+/** An authenticate failure as the fleet shares it: enough to fail fast alike, nothing secret. */
+export interface TokenFailure {
+  code: string
+  detail: string
+  retryAfterS: number
+}
+
+/**
+ * The upstream auth_token shared by a fleet, with the lock that lets one instance authenticate
+ * for all. Every method may throw when the store is unreachable; the caller then authenticates
+ * on its own.
+ */
+export interface SharedTokenStore {
+  /** The fleet's current token, if one is stored and not expired. */
+  read: () => Promise<string | undefined>
+  /** Claims the right to authenticate for `ttlMs`; true = this instance authenticates. */
+  lock: (ttlMs: number) => Promise<boolean>
+  /** Stores a fresh token until `expiresAt` (ms epoch), frees this instance's lock, wakes waiters. */
+  publish: (token: string, expiresAt: number) => Promise<void>
+  /** The authenticate failed: frees the lock and lets the fleet fail fast for `forMs`. */
+  fail: (failure: TokenFailure, forMs: number) => Promise<void>
+  /** The fleet's last failure still inside its window. */
+  failure: () => Promise<TokenFailure | undefined>
+  /** Resolves when a holder published or failed, or after `timeoutMs`. */
+  wait: (timeoutMs: number) => Promise<void>
+}

@@ -1,4 +1,5 @@
-import { Problem } from '../errors/problems.ts'
+import { Problem, PROBLEMS, type ProblemCode } from '../errors/problems.ts'
+import type { SharedTokenStore } from '../state/types.ts'
 
 export interface TokenCacheOptions {
   /** Performs one authenticate call; rejects with a Problem describing the failure. */
@@ -17,6 +18,12 @@ export interface TokenCacheOptions {
    */
   minReauthAgeMs?: number
   onRefresh?: (event: { ok: boolean, expiresAt?: number }) => void
+  /**
+   * A fleet's shared token: one instance authenticates for all (it holds a lock for `lockTtlMs`,
+   * which must outlive one authenticate call); the others wait for its token. When the store
+   * fails, this instance authenticates on its own.
+   */
+  shared?: { store: SharedTokenStore, lockTtlMs: number }
 }
 
 export interface TokenTimes {
@@ -66,12 +73,15 @@ export class TokenCache {
   #maxBackoffMs: number
   #minReauthAgeMs: number
   #onRefresh: TokenCacheOptions['onRefresh']
+  #shared: TokenCacheOptions['shared']
 
   #token: string | undefined
   #obtainedAt = 0
   /** The current token replaced one the upstream rejected. */
   #isReplacement = false
   #replacing = false
+  /** The last token the upstream rejected: never taken back from the fleet. */
+  #rejected: string | undefined
   #expiresAt = 0
   #refreshAt = 0
   #inflight: Promise<string> | undefined
@@ -88,6 +98,7 @@ export class TokenCache {
     this.#maxBackoffMs = options.maxBackoffMs ?? 60_000
     this.#minReauthAgeMs = options.minReauthAgeMs ?? 5000
     this.#onRefresh = options.onRefresh
+    this.#shared = options.shared
   }
 
   /** A usable token right now, or undefined when the caller has to wait (use `get`). */
@@ -117,8 +128,17 @@ export class TokenCache {
     if (token !== this.#token) return true // already replaced by a concurrent request
     if (this.#isReplacement && this.#now() - this.#obtainedAt < this.#minReauthAgeMs) return false
     this.#token = undefined
+    this.#rejected = token
     this.#replacing = true
     return true
+  }
+
+  /**
+   * The upstream accepted `token` (a 2xx answer): it has proved itself, so a later 401 is a
+   * revocation that deserves one re-authentication, however young the token is.
+   */
+  confirm (token: string): void {
+    if (token === this.#token) this.#isReplacement = false
   }
 
   #waitForToken (): Promise<string> {
@@ -137,7 +157,7 @@ export class TokenCache {
   }
 
   #refresh (): Promise<string> {
-    const inflight = this.#fetchToken().then(
+    const inflight = this.#obtain().then(
       (token) => {
         const now = this.#now()
         const times = tokenTimes(token, now, this.#fallbackLifetimeMs)
@@ -170,5 +190,68 @@ export class TokenCache {
     )
     this.#inflight = inflight
     return inflight
+  }
+
+  /** A new token: from the fleet when there is one, else by authenticating (for the fleet). */
+  async #obtain (): Promise<string> {
+    const shared = this.#shared
+    if (shared === undefined) return await this.#fetchToken()
+    // Two rounds: a holder that died frees its lock after lockTtlMs; then this instance may take it.
+    for (let round = 0; round < 2; round++) {
+      let next: { token: string } | { failure: Problem } | 'lock' | 'timeout'
+      try {
+        next = await this.#fromFleet(shared.store, shared.lockTtlMs)
+      } catch {
+        break // the store is unreachable: authenticate alone
+      }
+      if (next === 'lock') return await this.#authenticateForFleet(shared.store)
+      if (next === 'timeout') continue
+      if ('token' in next) return next.token
+      throw next.failure
+    }
+    return await this.#fetchToken()
+  }
+
+  async #fromFleet (store: SharedTokenStore, lockTtlMs: number): Promise<{ token: string } | { failure: Problem } | 'lock' | 'timeout'> {
+    const known = await this.#settled(store)
+    if (known !== undefined) return known
+    if (await store.lock(lockTtlMs)) return 'lock'
+    const woken = store.wait(lockTtlMs)
+    // The holder may have finished between the lock attempt and the wait.
+    const meanwhile = await this.#settled(store)
+    if (meanwhile !== undefined) return meanwhile
+    await woken
+    return (await this.#settled(store)) ?? 'timeout'
+  }
+
+  /** A fresh fleet token (not one being refreshed or rejected), or the fleet's current failure. */
+  async #settled (store: SharedTokenStore): Promise<{ token: string } | { failure: Problem } | undefined> {
+    const token = await store.read()
+    if (token !== undefined && token !== this.#rejected && token !== this.#token) {
+      const now = this.#now()
+      if (tokenTimes(token, now, this.#fallbackLifetimeMs).refreshAt > now) return { token }
+    }
+    const failure = await store.failure()
+    if (failure === undefined) return undefined
+    const code = (Object.hasOwn(PROBLEMS, failure.code) ? failure.code : 'UPSTREAM_AUTH_FAILED') as ProblemCode
+    return { failure: new Problem(code, { detail: failure.detail, retryAfter: failure.retryAfterS }) }
+  }
+
+  async #authenticateForFleet (store: SharedTokenStore): Promise<string> {
+    let token: string
+    try {
+      token = await this.#fetchToken()
+    } catch (error) {
+      const problem = error instanceof Problem ? error : new Problem('UPSTREAM_AUTH_FAILED', { cause: error })
+      // The fleet backs off at least as long as this instance's first window.
+      const forMs = Math.max(this.#minBackoffMs, (problem.retryAfter ?? 0) * 1000)
+      const failure = { code: problem.code, detail: problem.detail, retryAfterS: Math.ceil(forMs / 1000) }
+      await store.fail(failure, forMs).catch(() => {})
+      throw error
+    }
+    const expiresAt = tokenTimes(token, this.#now(), this.#fallbackLifetimeMs).expiresAt
+    // Unpublished (store gone), the others take over once the lock's TTL has passed.
+    await store.publish(token, expiresAt).catch(() => {})
+    return token
   }
 }

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { TokenCache, tokenTimes, type TokenCacheOptions } from '../../src/upstream/token-cache.ts'
 import { Problem } from '../../src/errors/problems.ts'
+import { MemoryTokenStore } from '../../src/state/token-store.ts'
 
 const START = 1_700_000_000_000
 const START_S = START / 1000
@@ -608,6 +609,40 @@ t.test('reject', async (t) => {
     t.equal(h.cache.peek(), undefined)
   })
 
+  t.test('a replacement that has served a successful call earns a re-authentication on a later 401', async (t) => {
+    const h = harness()
+    const first = track(h.cache.get())
+    await h.succeed(tokenFor(3600))
+    t.ok(first.settled)
+    t.equal(h.cache.reject(tokenFor(3600)), true, 'the 401 storm drops the first token')
+    const replacement = tokenFor(3600, START_S, 'replacement')
+    const next = track(h.cache.get())
+    await h.succeed(replacement)
+    t.equal(next.value, replacement)
+    h.cache.confirm(replacement)
+    h.advance(1000)
+    t.equal(h.cache.reject(replacement), true, 'revoked upstream a second later: one re-authentication, not 502 for 5 s')
+    t.equal(h.cache.peek(), undefined)
+    const again = track(h.cache.get())
+    t.equal(h.fetches.length, 3, 'exactly one new authenticate call')
+    await h.succeed(tokenFor(3600, START_S + 1, 'third'))
+    t.equal(again.value, tokenFor(3600, START_S + 1, 'third'))
+  })
+
+  t.test('confirming a token other than the current one changes nothing', async (t) => {
+    const h = harness()
+    const first = track(h.cache.get())
+    await h.succeed(tokenFor(3600))
+    t.ok(first.settled)
+    h.cache.reject(tokenFor(3600))
+    const replacement = tokenFor(3600, START_S, 'replacement')
+    const next = track(h.cache.get())
+    await h.succeed(replacement)
+    t.ok(next.settled)
+    h.cache.confirm(tokenFor(3600))
+    t.equal(h.cache.reject(replacement), false, 'an unproven replacement rejected at once still points at the credential')
+  })
+
   t.test('on an empty cache answers true', async (t) => {
     const h = harness()
     t.equal(h.cache.reject('anything'), true)
@@ -636,4 +671,95 @@ t.test('onRefresh reports successes with the expiry and failures without one', a
   h.clock.now = START + 600_000
   await failOnce(h)
   t.same(h.events, [{ ok: true, expiresAt: START + 600_000 }, { ok: false }])
+})
+
+/** `instances` caches sharing one token store, each counting its own authenticate calls. */
+function fleet (instances: number, options: { lockTtlMs?: number, fetch?: (i: number) => Promise<string> } = {}) {
+  const store = new MemoryTokenStore()
+  const authenticates: number[] = []
+  const caches = Array.from({ length: instances }, (_, i) => new TokenCache({
+    fetchToken: async () => {
+      authenticates.push(i)
+      return await (options.fetch?.(i) ?? Promise.resolve(jwt({ iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 3600 }, `by-${i}-${authenticates.length}`)))
+    },
+    shared: { store: i === 0 ? store : store.instance(), lockTtlMs: options.lockTtlMs ?? 1000 }
+  }))
+  return { store, caches, authenticates }
+}
+
+t.test('in a fleet', async (t) => {
+  t.test('a cold start of three instances makes one authenticate call, and all use its token', async (t) => {
+    const f = fleet(3)
+    const tokens = await Promise.all(f.caches.flatMap((cache) => [cache.get(), cache.get()]))
+    t.equal(f.authenticates.length, 1)
+    t.equal(new Set(tokens).size, 1, 'every instance serves the same token')
+  })
+
+  t.test('a token rejected upstream is replaced once for the fleet, not taken back from the store', async (t) => {
+    const f = fleet(3)
+    const first = await Promise.all(f.caches.map((cache) => cache.get()))
+    const rejected = first[0] as string
+    for (const cache of f.caches) t.equal(cache.reject(rejected), true)
+    const next = await Promise.all(f.caches.map((cache) => cache.get()))
+    t.equal(f.authenticates.length, 2, 'one authenticate for the replacement')
+    t.equal(new Set(next).size, 1)
+    t.not(next[0], rejected)
+  })
+
+  t.test('a holder that dies blocks the others no longer than the lock TTL', async (t) => {
+    const f = fleet(2, { lockTtlMs: 50, fetch: (i) => i === 0 ? new Promise(() => {}) : Promise.resolve(tokenFor(3600, Math.floor(Date.now() / 1000), 'survivor')) })
+    f.caches[0]?.get().catch(() => {})
+    await flush()
+    const started = Date.now()
+    const token = await f.caches[1]?.get()
+    t.equal(token, tokenFor(3600, Math.floor(Date.now() / 1000), 'survivor'), 'the survivor authenticated itself once the lock ran out')
+    t.same(f.authenticates, [0, 1])
+    t.ok(Date.now() - started < 2000, 'well within two lock TTLs plus scheduling')
+  })
+
+  t.test('a failed authenticate makes the waiting instances fail alike, without calls of their own', async (t) => {
+    let fail: (error: unknown) => void = () => {}
+    const f = fleet(3, { fetch: () => new Promise((_resolve, reject) => { fail = reject }) })
+    const outcomes = f.caches.map((cache) => problemOf(cache.get()))
+    await flush()
+    fail(new Problem('UPSTREAM_AUTH_FAILED', { detail: 'emnify refused the application token' }))
+    const problems = await Promise.all(outcomes)
+    t.equal(f.authenticates.length, 1)
+    t.same(problems.map((problem) => problem.code), ['UPSTREAM_AUTH_FAILED', 'UPSTREAM_AUTH_FAILED', 'UPSTREAM_AUTH_FAILED'])
+    t.ok(problems.every((problem) => (problem.retryAfter ?? 0) >= 1), 'each with a Retry-After')
+  })
+
+  t.test('when the shared store fails, each instance authenticates on its own', async (t) => {
+    const broken = new MemoryTokenStore()
+    broken.read = async () => { throw new Error('connection is closed') }
+    let calls = 0
+    const cache = new TokenCache({ fetchToken: async () => { calls++; return tokenFor(3600, START_S, 'alone') }, shared: { store: broken, lockTtlMs: 1000 } })
+    t.equal(await cache.get(), tokenFor(3600, START_S, 'alone'))
+    t.equal(calls, 1)
+  })
+
+  t.test('a proactive refresh takes a newer fleet token instead of authenticating again', async (t) => {
+    const clock = { now: START }
+    const store = new MemoryTokenStore({ now: () => clock.now })
+    let calls = 0
+    const make = (marker: string, s: MemoryTokenStore) => new TokenCache({
+      fetchToken: async () => { calls++; return tokenFor(300, Math.floor(clock.now / 1000), `${marker}${calls}`) },
+      now: () => clock.now,
+      shared: { store: s, lockTtlMs: 1000 }
+    })
+    const a = make('a', store)
+    const b = make('b', store.instance())
+    const first = await a.get()
+    t.equal(await b.get(), first)
+    clock.now = START + 275_000 // inside the 30 s skew of a 5-minute token
+    a.peek()
+    await flush()
+    await flush()
+    t.equal(calls, 2, 'one refresh for the fleet')
+    b.peek()
+    await flush()
+    await flush()
+    t.equal(calls, 2, 'the other instance took the refreshed token from the fleet')
+    t.equal(b.peek(), a.peek())
+  })
 })
