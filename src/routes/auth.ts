@@ -34,10 +34,15 @@ const LoginReply = Type.Object({
 
 const SessionReply = Type.Object({ sub: Type.String(), orgs: Orgs, scope: Scope, expires_at: Type.String({ format: 'date-time' }) })
 
+/** Attributes of the session cookie, wherever a session is set or cleared (password login, SSO). */
+export function sessionCookieOptions (config: Pick<Config, 'SESSION_COOKIE_SECURE'>) {
+  return { httpOnly: true, sameSite: 'strict' as const, path: '/', secure: config.SESSION_COOKIE_SECURE }
+}
+
 export default async function authRoutes (fastify: FastifyInstance, { config, users, limiter = new LoginLimiter() }: AuthRoutesOptions) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const cookieName = sessionCookieName(config)
-  const cookie = { httpOnly: true, sameSite: 'strict' as const, path: '/', secure: config.SESSION_COOKIE_SECURE }
+  const cookie = sessionCookieOptions(config)
 
   // Session material must never sit in a shared or browser cache, errors included. onSend, not
   // onRequest: the session hook rejects (401/403) before this plugin's onRequest hooks would run.

@@ -1,7 +1,8 @@
 // The leak scanner: every log line and every byte the BFF sends to a client is searched for
 // credentials, and a test fails at teardown when one shows up. The only exemption is the one the
 // contract makes: a successful POST /auth/login hands the caller its own new session token, once
-// in the body and once in the session Set-Cookie.
+// in the body and once in the session Set-Cookie; a successful SSO callback (302) does the same in
+// its Set-Cookie only.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
@@ -29,6 +30,7 @@ const MAX_FRAGMENT = 32
 const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 const LOGIN_PATH = '/auth/login'
+const OIDC_CALLBACK_PATH = '/auth/oidc/callback'
 const SESSION_COOKIE = /^set-cookie:\s*(?:__Host-session|session)=([^;\r\n]*)/i
 const EXCERPT = 40
 
@@ -219,6 +221,14 @@ function pathOf (url: string): string {
 
 /** The session token a successful login answered, or undefined for every other response. */
 export function loginToken (response: WireResponse, parsed = parseResponse(response.raw)): string | undefined {
+  // A finished SSO sign-in hands the browser its new session in the session Set-Cookie only.
+  if (response.method === 'GET' && pathOf(response.url) === OIDC_CALLBACK_PATH && parsed.status === 302) {
+    for (const line of parsed.headLines) {
+      const value = SESSION_COOKIE.exec(line)?.[1]
+      if (value !== undefined && value !== '') return value
+    }
+    return undefined
+  }
   if (response.method !== 'POST' || pathOf(response.url) !== LOGIN_PATH || parsed.status !== 200) return undefined
   try {
     const token: unknown = (JSON.parse(parsed.body) as { token?: unknown }).token
