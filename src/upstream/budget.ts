@@ -309,7 +309,7 @@ class SharedSource implements TokenSource {
     this.#heartbeatTimer = this.#o.timers.setTimeout(() => {
       this.#heartbeatTimer = undefined
       // Leases report this instance too; a quiet instance reports by itself, an unreachable store is probed.
-      if (this.#o.now() - this.#lastContact >= this.#o.heartbeatMs || this.#fallback !== undefined) this.#lease(0, 0)
+      if (this.#o.now() - this.#lastContact >= this.#o.heartbeatMs || this.#fallback !== undefined) this.#lease(this.#o.leaseAhead - this.#pool, 0)
       this.#scheduleHeartbeat()
     }, this.#o.heartbeatMs)
   }
@@ -354,12 +354,14 @@ class SharedSource implements TokenSource {
     this.#instances = Math.max(1, answer.instances)
     this.#sharedTokens = answer.tokens
     if (answer.pausedForMs > 0) this.#pausedUntil = Math.max(this.#pausedUntil, now + answer.pausedForMs)
+    this.#pool += answer.granted
     if (this.#fallback !== undefined) {
       this.#fallback = undefined
       this.#mode = 'shared'
       this.#o.observer?.shared?.(true)
+      // Back on the shared bucket: lease ahead again, so the next call need not wait for a round trip.
+      this.#lease(this.#o.leaseAhead, 0)
     }
-    this.#pool += answer.granted
     // The bucket was short: no new lease until it expects a token, or the fleet's pause ends.
     if (answer.granted < asked && this.#retryTimer === undefined) {
       this.#retryTimer = this.#o.timers.setTimeout(() => {

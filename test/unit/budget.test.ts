@@ -357,10 +357,8 @@ t.test('in a fleet, an unreachable store makes each instance spend its own share
   const store = new MemoryStore(clock, 3000, 20)
   store.instances = 2
   const transitions: boolean[] = []
-  const { budget } = budgetOn(clock, {
-    perFiveMinutes: 3000, burst: 20, store, heartbeatMs: 1000, queueTimeoutMs: 0,
-    observer: { shared: (up) => transitions.push(up) }
-  })
+  const observer = { shared: (up: boolean) => { transitions.push(up) } }
+  const { budget } = budgetOn(clock, { perFiveMinutes: 3000, burst: 20, store, heartbeatMs: 1000, queueTimeoutMs: 0, observer })
   await flush()
   t.equal(budget.snapshot().instances, 2)
   store.fail = true
