@@ -1,12 +1,9 @@
-import { Problem, type ProblemField } from '../errors/problems.ts'
+import { Problem, type ProblemCode } from '../errors/problems.ts'
 import { TransportError, type UpstreamResponse } from './http.ts'
+import { upstreamMessages } from './sanitise.ts'
 
 const DEFAULT_RETRY_AFTER_S = { unavailable: 5, rateLimited: 60 }
 const MAX_RETRY_AFTER_S = 300
-const MAX_MESSAGE = 300
-// Redaction patterns backtrack; bodies can be 256 KiB, and only MAX_MESSAGE characters are shown.
-const MAX_INPUT = 1024
-const MAX_ERRORS = 20
 
 /** Retry-After from the upstream (seconds or HTTP date), clamped; emnify usually sends none. */
 export function retryAfterSeconds (header: string | string[] | undefined, fallback: number, now = Date.now()): number {
@@ -19,64 +16,18 @@ export function retryAfterSeconds (header: string | string[] | undefined, fallba
 }
 
 /**
- * Upstream messages are shown to frontends, so they lose anything that could identify
- * infrastructure or carry a credential: URLs, IP addresses, host names, JWTs, control characters.
+ * Maps a non-2xx contact answer (401 is handled by the client's re-auth) to the BFF's problem.
+ * `secrets`: configured values no upstream text may echo (see sanitise.ts).
  */
-export function sanitiseMessage (value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined
-  // Cut at a space, so no half of a secret escapes the patterns below.
-  const input = value.length > MAX_INPUT ? value.slice(0, MAX_INPUT).replace(/\S*$/, '') : value
-  let text = input
-    // eslint-disable-next-line no-control-regex -- removing control characters is the point
-    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
-    .replace(/\beyJ[\w-]*\.[\w-]*\.?[\w-]*/g, '[redacted]')
-    .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]')
-    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g, '[address]')
-    // Compressed IPv6 (`::1`, `fe80::1`, `[2001:db8::1]:443`), which the next pattern only sees in part.
-    .replace(/\[?(?<![\w:])(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{0,4}(?:%[\w.-]+)?\]?(?::\d+)?/gi, '[address]')
-    .replace(/\[?\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{0,4}\]?/gi, '[address]')
-    // Host names, but not the domain of an e-mail address (`alice@mail.example.com` stays readable).
-    .replace(/(?:((?<![\w.+-])[\w.+-]+@)|(?<!@)\b)(?:[a-z0-9-]+\.)+(?:net|com|org|io|internal|local|cloud|aws|amazonaws)\b(?::\d+)?/gi,
-      (host: string, mailbox: string | undefined) => mailbox === undefined ? '[host]' : host)
-    .replace(/\s+/g, ' ')
-    .trim()
-  if (text.length > MAX_MESSAGE) text = text.slice(0, MAX_MESSAGE - 1) + '…'
-  return text === '' ? undefined : text
-}
-
-/** Parses an error body defensively: emnify's `{error_code,error_token,message,errors}`, the gateway's `{message}`, or anything. */
-export function parseErrorBody (body: Buffer): { message?: string, errors: string[] } {
-  if (body.length === 0) return { errors: [] }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(body.toString('utf8'))
-  } catch {
-    return { errors: [] }
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { errors: [] }
-  const record = parsed as Record<string, unknown>
-  const errors: string[] = []
-  if (Array.isArray(record.errors)) {
-    for (const item of record.errors.slice(0, MAX_ERRORS)) {
-      const message = sanitiseMessage(typeof item === 'string' ? item : (item as Record<string, unknown> | null)?.message)
-      if (message !== undefined) errors.push(message)
-    }
-  }
-  const message = sanitiseMessage(record.message)
-  return message === undefined ? { errors } : { message, errors }
-}
-
-/** Maps a non-2xx contact answer (401 is handled by the client's re-auth) to the BFF's problem. */
-export function problemForStatus (response: UpstreamResponse): Problem {
+export function problemForStatus (response: UpstreamResponse, notFound: ProblemCode = 'CONTACT_NOT_FOUND', secrets: readonly string[] = []): Problem {
   const { status } = response
   switch (status) {
     case 400:
     case 422: {
-      const { message, errors } = parseErrorBody(response.body)
-      const fields: ProblemField[] = errors.map((detail) => ({ pointer: '', detail, in: 'upstream' as const }))
+      const { detail, errors } = upstreamMessages(response.body, secrets)
       return new Problem('UPSTREAM_VALIDATION_FAILED', {
-        detail: message ?? errors[0] ?? 'emnify rejected the change',
-        errors: fields.length > 0 ? fields : undefined
+        detail: detail ?? 'emnify rejected the change',
+        errors: errors.length > 0 ? errors : undefined
       })
     }
     case 401:
@@ -84,9 +35,11 @@ export function problemForStatus (response: UpstreamResponse): Problem {
     case 403:
       return new Problem('UPSTREAM_FORBIDDEN', { detail: 'The service credential is not allowed to do this at emnify' })
     case 404:
-      return new Problem('CONTACT_NOT_FOUND', { detail: 'emnify has no such contact in this organisation' })
+      return notFound === 'CONTACT_NOT_FOUND'
+        ? new Problem('CONTACT_NOT_FOUND', { detail: 'emnify has no such contact in this organisation' })
+        : new Problem(notFound, { detail: 'emnify answered 404 for a resource that always exists' })
     case 409:
-      return new Problem('UPSTREAM_CONFLICT', { detail: parseErrorBody(response.body).message ?? 'emnify reported a conflict' })
+      return new Problem('UPSTREAM_CONFLICT', { detail: upstreamMessages(response.body, secrets).detail ?? 'emnify reported a conflict' })
     case 429:
       return new Problem('UPSTREAM_RATE_LIMITED', {
         detail: 'emnify is rate limiting this service; try again later',

@@ -58,8 +58,8 @@ t.test('upstream 409 with a hostile message is sanitised', async (t) => {
   const reply = await patchWith(stack, {
     kind: 'status', status: 409, body: { error_code: 1405, error_token: 'Duplicated', message: 'Duplicate of row on 10.20.30.40:5432 (see https://internal.example.com/x)' }
   })
-  const body = assertProblem(t, stack, reply, { status: 409, code: 'UPSTREAM_CONFLICT' }, ['10.20.30.40', 'https://', 'internal.example.com'])
-  t.match(body.detail, /Duplicate of row/, 'the useful part of the message stays')
+  const body = assertProblem(t, stack, reply, { status: 409, code: 'UPSTREAM_CONFLICT' }, ['10.20.30.40', 'https://', 'internal.example.com', 'Duplicate of row'])
+  t.equal(body.detail, 'emnify reported a conflict', 'upstream text that is no known summary or field message is not shown')
   await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
@@ -68,7 +68,7 @@ t.test('a real emnify 422 becomes UPSTREAM_VALIDATION_FAILED with the messages a
   const reply = await stack.patch(CONTACT, { country: { id: 99_999 } })
   const body = assertProblem(t, stack, reply, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' })
   t.equal(body.detail, 'Validation failed')
-  t.match(body.errors, [{ detail: 'country: unknown country id 99999' }])
+  t.same(body.errors, [{ pointer: '/country', detail: 'country: unknown country id 99999', in: 'upstream' }], 'shown at the form field')
   for (const item of body.errors as Array<Record<string, unknown>>) {
     t.equal(typeof item.pointer, 'string', 'each error has a pointer')
     t.equal(typeof item.detail, 'string', 'each error has a detail')
@@ -84,7 +84,7 @@ t.test('upstream 422 without errors becomes UPSTREAM_VALIDATION_FAILED with its 
   }, { type: { id: 2 } })
   const body = assertProblem(t, stack, reply, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' })
   t.equal(body.detail, 'type cannot be changed')
-  t.notOk(body.errors, 'no errors array when emnify sent none')
+  t.same(body.errors, [{ pointer: '/type', detail: 'type cannot be changed', in: 'upstream' }], 'a message naming a field is shown at that field')
   await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
@@ -105,9 +105,18 @@ t.test('upstream 400 with an empty or non-JSON body still becomes UPSTREAM_VALID
   await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 2 })
 })
 
-t.test('upstream validation messages are sanitised before they reach the frontend', async (t) => {
+t.test('upstream validation messages reach the frontend only as known field messages, never infrastructure details or secrets', async (t) => {
   const stack = await startStack(t)
   const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.c2lnbmF0dXJl'
+  const hostile = [
+    'Connection to db-primary.emnify.de:5432',
+    'NullPointerException at com.emnify.contact.ContactService.update(ContactService.java:123)',
+    'dbuser:s3cr3t@mysql-prod/contacts',
+    '/var/lib/app/config/application-prod.yml',
+    'Bearer abcdef0123456789',
+    stack.config.EMNIFY_APPLICATION_TOKEN,
+    stack.config.SESSION_SECRET
+  ]
   const reply = await patchWith(stack, {
     kind: 'status',
     status: 422,
@@ -116,22 +125,23 @@ t.test('upstream validation messages are sanitised before they reach the fronten
       error_token: 'InputValidationFailed',
       message: `Rejected by http://10.1.2.3:8080/validate with ${jwt}`,
       errors: [
+        ...hostile.map((message) => ({ error_code: 1400, error_token: 'InputValidationFailed', message })),
         { error_code: 1400, error_token: 'InputValidationFailed', message: 'name: too long\u0000\nat api-7.eu-west-1.amazonaws.com' },
         { error_code: 1400, error_token: 'InputValidationFailed', message: 'email: must be a well-formed email address' },
+        { message: `city: ${stack.config.EMNIFY_APPLICATION_TOKEN}` },
         { message: 'x'.repeat(5000) }
       ]
     }
   })
   const body = assertProblem(t, stack, reply, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' },
-    ['10.1.2.3', 'http://', jwt, 'amazonaws.com', '\u0000', 'x'.repeat(1000)])
-  t.match(body.detail, /^Rejected by/)
-  const errors = body.errors as Array<{ detail: string }>
-  // The 5000-character unbroken token cannot be redacted safely in part, so it is dropped.
-  t.equal(errors.length, 2)
-  t.match(errors[0]?.detail, /^name: too long/)
-  t.notOk([...(errors[0]?.detail ?? '')].some((char) => char.charCodeAt(0) < 0x20), 'no control characters')
-  t.equal(errors[1]?.detail, 'email: must be a well-formed email address', 'harmless messages are kept as they are')
-  t.ok((errors[2]?.detail.length ?? 0) <= 300, 'long messages are shortened')
+    ['10.1.2.3', 'http://', jwt, 'amazonaws.com', '\u0000', 'x'.repeat(1000), 'db-primary', '5432', 'ContactService', 's3cr3t', '/var/lib', 'abcdef0123',
+      stack.config.EMNIFY_APPLICATION_TOKEN, stack.config.SESSION_SECRET])
+  t.equal(body.detail, 'email: must be a well-formed email address', 'the first message that can be shown')
+  t.same(body.errors, [
+    { pointer: '/name', detail: 'emnify rejected this value', in: 'upstream' },
+    { pointer: '/email', detail: 'email: must be a well-formed email address', in: 'upstream' },
+    { pointer: '/city', detail: 'emnify rejected this value', in: 'upstream' }
+  ], 'field messages at their fields; unsafe text replaced, the rest dropped')
   await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
