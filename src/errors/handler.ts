@@ -128,7 +128,15 @@ async function errorsPlugin (app: FastifyInstance) {
     return sendProblem(reply, problem)
   })
 
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, new Problem('NOT_FOUND', { detail: 'There is no such route' })))
+  app.setNotFoundHandler((request, reply) => {
+    // A known path asked with a method it does not serve (method-not-allowed.ts learns the routes).
+    const allow = app.hasDecorator('allowedMethods') ? app.allowedMethods(request.url) : undefined
+    if (allow !== undefined) {
+      reply.header('allow', allow)
+      return sendProblem(reply, new Problem('METHOD_NOT_ALLOWED', { detail: `This path answers ${allow}` }))
+    }
+    return sendProblem(reply, new Problem('NOT_FOUND', { detail: 'There is no such route' }))
+  })
 }
 
 export default fp(errorsPlugin, { name: 'errors', fastify: '5.x' })

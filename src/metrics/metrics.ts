@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Operation, Outcome } from '../upstream/http.ts'
+import type { BudgetObserver, BudgetRejection } from '../upstream/budget.ts'
 
 export type SessionEvent = 'login_ok' | 'login_failed' | 'logout' | 'rejected'
 export const SESSION_EVENTS: readonly SessionEvent[] = ['login_ok', 'login_failed', 'logout', 'rejected']
@@ -10,6 +11,9 @@ export const NOT_FOUND_ROUTE = 'not_found'
 // Seconds; the upstream buckets reach the largest configurable UPSTREAM_TIMEOUT_MS.
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const UPSTREAM_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+// Up to the largest configurable UPSTREAM_QUEUE_TIMEOUT_MS.
+const BUDGET_WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]
+const BUDGET_REJECTIONS: readonly BudgetRejection[] = ['timeout', 'queue_full', 'paused']
 
 let processRegistry: Registry | undefined
 
@@ -38,6 +42,7 @@ export class Metrics {
   readonly #upstream: Histogram<'operation' | 'outcome'>
   readonly #authenticate: Counter<'outcome'>
   readonly #sessions: Counter<'event'>
+  readonly #readCache: Counter<'result'>
   #tokenExpiresIn: () => number = () => 0
   #stores: Record<string, BoundedStore> = {}
 
@@ -70,6 +75,31 @@ export class Metrics {
       labelNames: ['event'],
       registers
     })
+    const budgetWait = new Histogram({
+      name: 'emnify_bff_upstream_budget_wait_seconds',
+      help: 'Time an upstream call waited for a budget token, for calls that found none free and were granted one',
+      buckets: BUDGET_WAIT_BUCKETS,
+      registers
+    })
+    const budgetRejected = new Counter({
+      name: 'emnify_bff_upstream_budget_rejected_total',
+      help: 'Calls refused with UPSTREAM_BUDGET_EXHAUSTED (nothing sent), by reason: timeout, queue_full, paused (after an emnify 429)',
+      labelNames: ['reason'],
+      registers
+    })
+    for (const reason of BUDGET_REJECTIONS) budgetRejected.inc({ reason }, 0)
+    this.budgetObserver = {
+      waited: (seconds) => { budgetWait.observe(seconds) },
+      rejected: (reason) => { budgetRejected.labels(reason).inc() }
+    }
+    const budgetTokens = () => this.#budgetTokens()
+    // eslint-disable-next-line no-new -- registered in the registry, read only on scrape
+    new Gauge({
+      name: 'emnify_bff_upstream_budget_tokens',
+      help: 'Upstream budget tokens free now (in a fleet: the shared bucket as last seen by this instance)',
+      registers,
+      collect () { this.set(budgetTokens()) }
+    })
     const tokenExpiresIn = () => this.#tokenExpiresIn()
     // eslint-disable-next-line no-new -- registered in the registry, read only on scrape
     new Gauge({
@@ -99,6 +129,13 @@ export class Metrics {
         for (const [store, { capacity }] of Object.entries(stores())) this.set({ store }, capacity)
       }
     })
+    this.#readCache = new Counter({
+      name: 'emnify_bff_read_cache_total',
+      help: 'Contact and country reads, by result: hit (kept answer), miss (one upstream call), coalesced (joined a call in flight)',
+      labelNames: ['result'],
+      registers
+    })
+    for (const result of ['hit', 'miss', 'coalesced']) this.#readCache.inc({ result }, 0)
     // Series that exist from the first scrape, so rates and alerts do not start from "no data".
     for (const outcome of ['ok', 'failed']) this.#authenticate.inc({ outcome }, 0)
     for (const event of SESSION_EVENTS) this.#sessions.inc({ event }, 0)
@@ -118,13 +155,27 @@ export class Metrics {
     this.#authenticate.labels(event.ok ? 'ok' : 'failed').inc()
   }
 
+  /** The read caches' observer. */
+  readonly readCache = (result: 'hit' | 'miss' | 'coalesced'): void => {
+    this.#readCache.labels(result).inc()
+  }
+
   session (event: SessionEvent): void {
     this.#sessions.labels(event).inc()
   }
 
   /** The stores whose size and capacity are read at scrape time. */
   watchStores (stores: Record<string, BoundedStore>): void {
-    this.#stores = stores
+    this.#stores = { ...this.#stores, ...stores }
+  }
+
+  /** The upstream budget's observer (wait histogram, rejection counter); pass it to createUpstreamBudget. */
+  readonly budgetObserver: BudgetObserver
+  #budgetTokens: () => number = () => 0
+
+  /** The budget the token gauge reads at scrape time. */
+  watchBudget (budget: { snapshot: () => { tokens: number } }): void {
+    this.#budgetTokens = () => budget.snapshot().tokens
   }
 
   /** Where the token gauge reads from at scrape time. */

@@ -4,13 +4,6 @@ import { Problem } from '../errors/problems.ts'
 import { problemResponses } from '../schemas/responses.ts'
 import { OVERLOAD_RETRY_AFTER_S } from '../protection/load-shedding.ts'
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** Set when shutdown begins, so readiness fails and load balancers stop sending traffic. */
-    lifecycle: { draining: boolean }
-  }
-}
-
 const Status = Type.Object({ status: Type.String() })
 
 export default async function healthRoutes (app: FastifyInstance) {

@@ -6,6 +6,8 @@ import type { Outcome } from './http.ts'
  */
 export interface UpstreamContext {
   readonly requestId: string
+  /** Whose request this is (the session `sub`): the upstream budget is shared fairly between subs. */
+  readonly sub: string
   /** A validated W3C traceparent from the frontend, forwarded on contact calls (never on authenticate). */
   readonly traceparent: string | undefined
   /** Milliseconds spent in upstream calls made for this request. */
@@ -21,8 +23,8 @@ export interface UpstreamContext {
   readonly inbound: { readonly destroyed: boolean } | undefined
 }
 
-export function upstreamContext (requestId: string, traceparent?: string, inbound?: { readonly destroyed: boolean }): UpstreamContext {
-  return { requestId, traceparent, ms: 0, calls: 0, outcome: undefined, inbound }
+export function upstreamContext (requestId: string, traceparent?: string, inbound?: { readonly destroyed: boolean }, sub = ''): UpstreamContext {
+  return { requestId, sub, traceparent, ms: 0, calls: 0, outcome: undefined, inbound }
 }
 
 // Version 00 only: a later version may change the layout, and forwarding what we cannot check is worse than dropping it.

@@ -1,8 +1,17 @@
-import { Problem } from '../errors/problems.ts'
+import type { ServerResponse } from 'node:http'
 import { TokenCache } from './token-cache.ts'
 import type { UpstreamContext } from './context.ts'
 import { TransportError, UpstreamHttp, type CallObserver, type UpstreamResponse } from './http.ts'
-import { problemForAuthenticate, problemForStatus, problemForTransport } from './translate.ts'
+import type { OperationIds, OperationSpec } from './operations.ts'
+import { problemForAuthenticate, problemForStatus, problemForTransport, retryAfterSeconds } from './translate.ts'
+
+/** The budget every upstream call spends from (authenticate excluded); see upstream/budget.ts. */
+export interface CallBudget {
+  /** One token for a call made for session `sub`: true when free at once, else a promise of one. */
+  take: (sub: string, inbound?: ServerResponse) => true | Promise<void>
+  /** emnify answered 429: stop spending for this long. */
+  pause: (retryAfterMs: number) => void
+}
 
 export interface EmnifyClientOptions {
   origin: string
@@ -11,11 +20,10 @@ export interface EmnifyClientOptions {
   userAgent: string
   observe?: CallObserver
   onTokenRefresh?: (event: { ok: boolean, expiresAt?: number }) => void
-  /** Overrides for tests (clock, jitter, backoff). */
-  tokenCache?: { now?: () => number, random?: () => number, minBackoffMs?: number, maxBackoffMs?: number, fallbackLifetimeMs?: number }
+  budget?: CallBudget
+  /** Overrides for tests (clock, jitter, backoff) and the shared token of a fleet. */
+  tokenCache?: Partial<ConstructorParameters<typeof TokenCache>[0]>
 }
-
-export type ContactRepresentation = Record<string, unknown>
 
 /**
  * The client left before a call was sent, so it was not sent: nobody waits for its answer, and a
@@ -30,24 +38,27 @@ export class ClientGoneError extends Error {
   }
 }
 
-function contactPath (orgId: string, contactId: string): string {
-  return `/api/v1/organisation/${orgId}/contact/${contactId}`
-}
+// 502 and 503 from emnify's edge mean the call did not get through; a GET may try once more.
+const RETRYABLE_STATUS = new Set([502, 503])
+const DEFAULT_429_PAUSE_MS = 5_000
 
 /**
- * The emnify API as the BFF needs it. Knows the token exchange, the one re-auth on 401 and
- * which failures may be retried; everything it throws is a Problem ready for the frontend.
+ * The emnify API as the BFF needs it. Knows the token exchange, the one re-auth on 401, the
+ * budget and which failures may be retried; everything it throws is a Problem ready for the
+ * frontend. Each operation is a row of the operation table (operations.ts).
  */
 export class EmnifyClient {
   readonly #http: UpstreamHttp
   readonly #tokens: TokenCache
   readonly #authBody: string
   readonly #userAgent: string
+  readonly #budget: CallBudget | undefined
 
   constructor (options: EmnifyClientOptions) {
     this.#http = new UpstreamHttp({ origin: options.origin, timeoutMs: options.timeoutMs, observe: options.observe })
     this.#authBody = JSON.stringify({ application_token: options.applicationToken })
     this.#userAgent = options.userAgent
+    this.#budget = options.budget
     this.#tokens = new TokenCache({
       ...options.tokenCache,
       fetchToken: () => this.#authenticate(),
@@ -85,19 +96,22 @@ export class EmnifyClient {
     return token
   }
 
-  /** Sends one authorised call; on 401 re-authenticates once and retries once. */
-  async #authorised (
-    operation: 'patch_contact' | 'get_contact',
-    method: 'GET' | 'PATCH',
-    path: string,
-    context: UpstreamContext,
-    body: string | undefined,
-    readBody: boolean
-  ): Promise<UpstreamResponse> {
-    for (let attempt = 0; ; attempt++) {
+  /**
+   * Sends one operation and answers its successful response; a failure is thrown as a Problem.
+   * On 401 re-authenticates once and retries once; a GET is re-sent once after a reset or a
+   * 502/503. Every call sent, retries included, takes one budget token.
+   */
+  async call (op: OperationSpec, ids: OperationIds, context: UpstreamContext, body?: string): Promise<UpstreamResponse> {
+    let reauthenticated = false
+    let resent = false
+    for (;;) {
       const token = this.#tokens.peek() ?? await this.#tokens.get()
-      // Checked after the token wait and before the 401 retry; a call already sent is left to
-      // finish within its budget (it may have been applied, and the audit record needs its outcome).
+      if (this.#budget !== undefined) {
+        const granted = this.#budget.take(context.sub, context.inbound as ServerResponse | undefined)
+        if (granted !== true) await granted
+      }
+      // Checked after the token and budget waits and before any retry; a call already sent is left
+      // to finish within its budget (it may have been applied, and the audit record needs its outcome).
       if (context.inbound?.destroyed === true) throw new ClientGoneError()
       const headers: Record<string, string> = {
         authorization: `Bearer ${token}`,
@@ -109,35 +123,30 @@ export class EmnifyClient {
       if (context.traceparent !== undefined) headers.traceparent = context.traceparent
       let response: UpstreamResponse
       try {
-        response = await this.#http.call({ operation, method, path, headers, body, readBody, context })
+        response = await this.#http.call({ operation: op.name, method: op.method, path: op.path(ids), headers, body, readBody: op.readBody, context })
       } catch (error) {
-        throw problemForTransport(error as TransportError)
+        const failure = error as TransportError
+        if (op.idempotent && !resent && failure.kind === 'reset') {
+          resent = true
+          continue
+        }
+        throw problemForTransport(failure)
       }
+      if (op.success.has(response.status)) return response
       // 401 means the call was refused before it was applied, so one retry is safe.
-      if (response.status === 401 && attempt === 0 && this.#tokens.reject(token)) continue
-      return response
+      if (response.status === 401 && !reauthenticated && this.#tokens.reject(token)) {
+        reauthenticated = true
+        continue
+      }
+      if (op.idempotent && !resent && RETRYABLE_STATUS.has(response.status)) {
+        resent = true
+        continue
+      }
+      if (response.status === 429) {
+        this.#budget?.pause(retryAfterSeconds(response.headers['retry-after'], DEFAULT_429_PAUSE_MS / 1000) * 1000)
+      }
+      throw problemForStatus(response, op.notFound)
     }
-  }
-
-  /** `context` is the inbound request's upstream record: request id, traceparent, time spent. */
-  async patchContact (orgId: string, contactId: string, patch: string, context: UpstreamContext): Promise<void> {
-    const response = await this.#authorised('patch_contact', 'PATCH', contactPath(orgId, contactId), context, patch, false)
-    if (response.status < 200 || response.status >= 300) throw problemForStatus(response)
-  }
-
-  async getContact (orgId: string, contactId: string, context: UpstreamContext): Promise<ContactRepresentation> {
-    const response = await this.#authorised('get_contact', 'GET', contactPath(orgId, contactId), context, undefined, true)
-    if (response.status !== 200) throw problemForStatus(response)
-    let contact: unknown
-    try {
-      contact = JSON.parse(response.body.toString('utf8'))
-    } catch {
-      throw new Problem('UPSTREAM_ERROR', { detail: 'emnify answered with a malformed contact' })
-    }
-    if (contact === null || typeof contact !== 'object' || Array.isArray(contact)) {
-      throw new Problem('UPSTREAM_ERROR', { detail: 'emnify answered with a malformed contact' })
-    }
-    return contact as ContactRepresentation
   }
 
   close (): Promise<void> {

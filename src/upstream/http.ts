@@ -1,8 +1,9 @@
 import { Pool, type Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { UpstreamContext } from './context.ts'
+import type { OperationName } from './operations.ts'
 
-export type Operation = 'authenticate' | 'patch_contact' | 'get_contact'
+export type Operation = 'authenticate' | OperationName
 export type Outcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'unreachable' | 'reset'
 export type TransportFailure = 'timeout' | 'unreachable' | 'reset' | 'too_large'
 
@@ -25,7 +26,7 @@ export interface UpstreamResponse {
 
 export interface CallRequest {
   operation: Operation
-  method: 'GET' | 'POST' | 'PATCH'
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE'
   path: string
   headers: Record<string, string>
   body?: string

@@ -45,7 +45,7 @@ t.test('/health/live and /health/ready answer 200 without a session', async (t) 
 
 t.test('an unknown route is 404 NOT_FOUND problem+json, with or without a session', async (t) => {
   const stack = await startStack(t)
-  const paths = ['/nope', '/api/v1/organisation/1/contact', '/api/v1/organisation/1/contact/1/extra', '/api/v1/authenticate', '/']
+  const paths = ['/nope', '/api/v1/organisation/1/contacts', '/api/v1/organisation/1/contact/1/extra', '/api/v1/authenticate', '/']
   for (const headers of [{}, bearer(stack.token), bearer('garbage')]) {
     for (const path of paths) {
       const reply = await stack.call('GET', path, { headers })
@@ -57,12 +57,21 @@ t.test('an unknown route is 404 NOT_FOUND problem+json, with or without a sessio
   t.equal(stack.sim.state.counters.total, 0, 'nothing reached emnify')
 })
 
-t.test('another method on the contact path is 404 problem+json and reaches nothing', async (t) => {
+t.test('a known path asked with another method is 405 METHOD_NOT_ALLOWED with Allow, and reaches nothing', async (t) => {
   const stack = await startStack(t)
-  for (const method of ['GET', 'DELETE', 'PUT', 'POST']) {
+  const cases: Array<[string, string, string]> = [
+    ['PUT', CONTACT, 'DELETE, GET, HEAD, PATCH'],
+    ['POST', CONTACT, 'DELETE, GET, HEAD, PATCH'],
+    ['PUT', '/api/v1/organisation/1/contact', 'GET, HEAD, POST'],
+    ['DELETE', '/api/v1/organisation/1/contact', 'GET, HEAD, POST'],
+    ['POST', '/api/v1/country', 'GET, HEAD'],
+    ['GET', '/auth/logout', 'POST']
+  ]
+  for (const [method, path, allow] of cases) {
     const withBody = method === 'PUT' || method === 'POST'
-    const reply = await stack.call(method, CONTACT, { headers: { ...(withBody ? JSON_TYPE : {}), ...bearer(stack.token) }, body: withBody ? { name: 'Eve' } : undefined })
-    assertProblem(t, reply, 404, 'NOT_FOUND')
+    const reply = await stack.call(method, path, { headers: { ...(withBody ? JSON_TYPE : {}), ...bearer(stack.token) }, body: withBody ? { name: 'Eve' } : undefined })
+    assertProblem(t, reply, 405, 'METHOD_NOT_ALLOWED')
+    t.equal(reply.headers.allow, allow, `${method} ${path}: Allow lists what the path answers`)
   }
   t.equal(stack.sim.state.counters.total, 0, 'nothing reached emnify')
 })

@@ -234,11 +234,19 @@ t.test('values of the wrong type are 400: nothing is coerced', async (t) => {
     [{ email: 42 }, '/email'],
     [{ purchase_order_number: 12345 }, '/purchase_order_number']
   ]
-  for (const field of ['name', 'email', 'country', 'type', 'purchase_order_number']) cases.push([{ [field]: null }, `/${field}`])
+  // `null` clears a string field (RFC 7396), but the references cannot be cleared.
+  for (const field of ['country', 'type']) cases.push([{ [field]: null }, `/${field}`])
   for (const [body, pointer] of cases) {
     t.test(JSON.stringify(body), async (t) => {
       assertInvalid(t, reject, await sendJson(reject, body), pointer)
     })
+  }
+})
+
+t.test('null clears a string field: forwarded as null under both media types', async (t) => {
+  for (const field of ['name', 'email', 'purchase_order_number', 'secondary_address']) {
+    const body = { [field]: null }
+    assertForwarded(t, accept, await sendJson(accept, body), body)
   }
 })
 

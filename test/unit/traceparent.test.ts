@@ -26,6 +26,6 @@ t.test('anything else is dropped', async (t) => {
 })
 
 t.test('an upstream context starts empty', async (t) => {
-  t.same(upstreamContext('req-1'), { requestId: 'req-1', traceparent: undefined, ms: 0, calls: 0, outcome: undefined })
+  t.same(upstreamContext('req-1'), { requestId: 'req-1', sub: '', traceparent: undefined, ms: 0, calls: 0, outcome: undefined })
   t.equal(upstreamContext('req-2', VALID).traceparent, VALID)
 })
