@@ -42,6 +42,7 @@ export class Metrics {
   readonly #upstream: Histogram<'operation' | 'outcome'>
   readonly #authenticate: Counter<'outcome'>
   readonly #sessions: Counter<'event'>
+  readonly #readCache: Counter<'result'>
   #tokenExpiresIn: () => number = () => 0
   #stores: Record<string, BoundedStore> = {}
 
@@ -128,6 +129,13 @@ export class Metrics {
         for (const [store, { capacity }] of Object.entries(stores())) this.set({ store }, capacity)
       }
     })
+    this.#readCache = new Counter({
+      name: 'emnify_bff_read_cache_total',
+      help: 'Contact and country reads, by result: hit (kept answer), miss (one upstream call), coalesced (joined a call in flight)',
+      labelNames: ['result'],
+      registers
+    })
+    for (const result of ['hit', 'miss', 'coalesced']) this.#readCache.inc({ result }, 0)
     // Series that exist from the first scrape, so rates and alerts do not start from "no data".
     for (const outcome of ['ok', 'failed']) this.#authenticate.inc({ outcome }, 0)
     for (const event of SESSION_EVENTS) this.#sessions.inc({ event }, 0)
@@ -147,13 +155,18 @@ export class Metrics {
     this.#authenticate.labels(event.ok ? 'ok' : 'failed').inc()
   }
 
+  /** The read caches' observer. */
+  readonly readCache = (result: 'hit' | 'miss' | 'coalesced'): void => {
+    this.#readCache.labels(result).inc()
+  }
+
   session (event: SessionEvent): void {
     this.#sessions.labels(event).inc()
   }
 
   /** The stores whose size and capacity are read at scrape time. */
   watchStores (stores: Record<string, BoundedStore>): void {
-    this.#stores = stores
+    this.#stores = { ...this.#stores, ...stores }
   }
 
   /** The upstream budget's observer (wait histogram, rejection counter); pass it to createUpstreamBudget. */
