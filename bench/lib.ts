@@ -111,6 +111,9 @@ export async function startBff (upstreamUrl: string, logFile: string, env: Recor
     SESSION_SECRET: SECRET,
     // A benchmark drives one session far past a person's pace; the limiter still runs on every request.
     RATE_LIMIT_PER_MINUTE: '1000000',
+    // Saturation needs far more than emnify's allowance; the bucket still runs on every call.
+    UPSTREAM_BUDGET_PER_5MIN: '10000000',
+    UPSTREAM_BUDGET_BURST: '100000',
     // Saturation is the point of the measurement; shedding would turn it into 503s. The
     // under-pressure sampler still runs.
     MAX_EVENT_LOOP_UTILIZATION: '0',

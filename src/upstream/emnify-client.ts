@@ -132,7 +132,11 @@ export class EmnifyClient {
         }
         throw problemForTransport(failure)
       }
-      if (op.success.has(response.status)) return response
+      if (op.success.has(response.status)) {
+        // A token that served a call has proved itself: a later 401 is a revocation worth a re-auth.
+        this.#tokens.confirm(token)
+        return response
+      }
       // 401 means the call was refused before it was applied, so one retry is safe.
       if (response.status === 401 && !reauthenticated && this.#tokens.reject(token)) {
         reauthenticated = true
