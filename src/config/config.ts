@@ -34,7 +34,7 @@ export const ConfigProperties = {
   DOCS_ENABLED: Type.Boolean({ default: true, description: 'serve GET /docs (Swagger UI) and GET /docs/json, /docs/yaml (OpenAPI 3.1)' }),
   METRICS_ENABLED: Type.Boolean({ default: true, description: 'serve Prometheus metrics at GET /metrics' }),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'serve metrics on their own listener at this port (on HOST) instead of the main port' })),
-  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 600, description: 'contact requests per session sub per minute (per client IP without a valid session)' }),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1000000, default: 60, description: 'contact requests per session sub per minute (per client IP without a valid session); the default keeps one session to at most half of the default upstream budget' }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'shed load (503 OVERLOADED) above this mean event-loop delay; 0 disables' }),
   MAX_EVENT_LOOP_UTILIZATION: Type.Number({ minimum: 0, maximum: 1, default: 0.98, description: 'shed load (503 OVERLOADED) above this event-loop utilisation (0–1); 0 disables' }),
   MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1000000, default: 2048, description: 'concurrent inbound connections; further ones are refused at accept' }),
