@@ -126,7 +126,8 @@ function loginPage (uid: string, error?: string): string {
     `<form method="post" action="/interaction/${html(uid)}/login">` +
     '<label>Username <input name="login" autocomplete="username" required autofocus></label>' +
     '<label>Password <input name="password" type="password" autocomplete="current-password" required></label>' +
-    '<button type="submit">Sign in</button></form>')
+    '<button type="submit">Sign in</button>' +
+    '<button type="submit" name="cancel" value="yes" formnovalidate>Cancel</button></form>')
 }
 
 async function readForm (req: IncomingMessage): Promise<URLSearchParams> {
@@ -263,6 +264,10 @@ export async function startIdentityProvider (options: IdentityProviderOptions): 
       return
     }
     const form = await readForm(req)
+    if (form.get('cancel') === 'yes') {
+      await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The user cancelled the sign-in' }, { mergeWithLastSubmission: false })
+      return
+    }
     const user = byName.get(form.get('login') ?? '')
     if (user === undefined || user.password !== form.get('password')) {
       sendHtml(res, 200, loginPage(uid, 'Unknown user or wrong password'))

@@ -5,6 +5,7 @@ import {
   ClientSecretBasic,
   customFetch,
   discovery,
+  enableNonRepudiationChecks,
   ResponseBodyError,
   type Configuration,
   type CustomFetch,
@@ -32,9 +33,11 @@ export class ProviderUnavailable extends Error {
  */
 export async function discoverProvider (settings: ProviderSettings): Promise<Configuration> {
   const issuer = new URL(settings.issuer)
-  const options: DiscoveryRequestOptions = { timeout: Math.max(1, Math.ceil(settings.timeoutMs / 1000)) }
+  // openid-client trusts TLS alone for ID tokens from the token endpoint; the BFF checks their
+  // signature against the provider's keys as well (a plain-http provider has no TLS to trust).
+  const options: DiscoveryRequestOptions = { timeout: Math.max(1, Math.ceil(settings.timeoutMs / 1000)), execute: [enableNonRepudiationChecks] }
   // Plain http only when the operator configured an http issuer (a local provider).
-  if (issuer.protocol === 'http:') options.execute = [allowInsecureRequests]
+  if (issuer.protocol === 'http:') options.execute?.push(allowInsecureRequests)
   if (settings.fetch !== undefined) options[customFetch] = settings.fetch
   try {
     return await discovery(issuer, settings.clientId, { client_secret: settings.clientSecret }, ClientSecretBasic(settings.clientSecret), options)
