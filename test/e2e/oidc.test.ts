@@ -107,7 +107,7 @@ t.test('return_to must be an absolute URL on an allowed origin, else 400 and no 
   const refused = [
     'https://evil.example/phish',
     'http://127.0.0.1:5174/',
-    `http://user:secret@127.0.0.1:5173/`,
+    'http://user:secret@127.0.0.1:5173/',
     '/contacts',
     '//evil.example/',
     'javascript:alert(1)',
