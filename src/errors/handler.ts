@@ -85,7 +85,8 @@ function problemFields (problem: Problem, instance: string, requestId: string): 
 }
 
 const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }
-const REQUEST_LINE_PATH = /^[A-Z]+ (\/[\x21-\x7e]{0,2047}) HTTP\/1\.[01]\r?$/m
+// The first line only (no `m` flag): a later line must never become the instance.
+const REQUEST_LINE_PATH = /^[A-Z]+ (\/[\x21-\x7e]{0,2047}) HTTP\/1\.[01]\r?(?:\n|$)/
 
 /**
  * The whole HTTP answer to a request Node's parser refused or timed out, which never reaches
@@ -109,6 +110,16 @@ export function clientErrorResponse (error: { code?: string, rawPacket?: unknown
   return `${head}\r\n${body}`
 }
 
+/** What failed, for a log line: the error's name, message and code, its cause's too, no stack. */
+export function failureSummary (error: unknown): { failure?: string } {
+  const parts: string[] = []
+  for (let current = error, depth = 0; current instanceof Error && depth < 3; current = current.cause, depth++) {
+    const code = (current as NodeJS.ErrnoException).code
+    parts.push(`${current.name}: ${current.message}${typeof code === 'string' && !current.message.includes(code) ? ` (${code})` : ''}`)
+  }
+  return parts.length === 0 ? {} : { failure: parts.join(' <- ') }
+}
+
 export function sendProblem (reply: FastifyReply, problem: Problem) {
   reply.code(problem.status).header('content-type', 'application/problem+json; charset=utf-8')
   if (problem.retryAfter !== undefined) reply.header('retry-after', String(problem.retryAfter))
@@ -121,9 +132,10 @@ async function errorsPlugin (app: FastifyInstance) {
     const problem = toProblem(error)
     // Shed requests are already counted by the access line; logging each would add to the overload.
     if (problem.status >= 500 && problem.code !== 'OVERLOADED') {
-      // Upstream failures are expected operating conditions; our own 500s are bugs.
-      const level = problem.code === 'INTERNAL_ERROR' ? 'error' : 'warn'
-      request.log[level]({ err: problem.cause ?? error, code: problem.code }, problem.detail)
+      // Our own 500s are bugs and keep their stack; upstream failures are expected operating
+      // conditions: one line naming what failed, no stack trace.
+      if (problem.code === 'INTERNAL_ERROR') request.log.error({ err: problem.cause ?? error, code: problem.code }, problem.detail)
+      else request.log.warn({ code: problem.code, ...failureSummary(problem.cause) }, problem.detail)
     }
     return sendProblem(reply, problem)
   })

@@ -22,6 +22,8 @@ export const SCOPES: readonly Scope[] = ['contacts:read', 'contacts:write']
 export const MAX_TOKEN_LENGTH = 8192
 export const CLOCK_TOLERANCE_MS = 30_000
 const MAX_ORGS = 10_000
+/** The longest session accepted from any issuer: one year. */
+export const MAX_SESSION_LIFETIME_S = 366 * 24 * 3600
 
 /**
  * Whether the signature segment is the one canonical base64url spelling of its bytes. fast-jwt
@@ -135,6 +137,8 @@ export function isSessionClaims (payload: unknown, nowMs: number): payload is Se
   const p = payload as Record<string, unknown>
   if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 256) return false
   if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isFinite(p.iat) || !Number.isFinite(p.exp) || p.exp <= p.iat) return false
+  // A lifetime past any issuer's (and past what a Date can hold) is forged or broken.
+  if (p.exp - p.iat > MAX_SESSION_LIFETIME_S) return false
   // A session "issued" in the future is forged or from a broken clock.
   if (p.iat * 1000 > nowMs + CLOCK_TOLERANCE_MS) return false
   if (p.jti !== undefined && (typeof p.jti !== 'string' || p.jti.length === 0 || p.jti.length > 128)) return false

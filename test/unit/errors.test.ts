@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify, { errorCodes, type FastifyError, type FastifyRequest } from 'fastify'
-import errorsPlugin, { clientErrorResponse, problemBody, toProblem } from '../../src/errors/handler.ts'
+import errorsPlugin, { clientErrorResponse, failureSummary, problemBody, toProblem } from '../../src/errors/handler.ts'
 import { Problem, PROBLEMS, problemType, type ProblemBody } from '../../src/errors/problems.ts'
 
 const LEAKY = 'connect ECONNREFUSED 10.0.0.5:5432 password=hunter2 at /srv/app/db.js:12'
@@ -319,4 +319,27 @@ t.test('requests Node refuses before routing still get problem+json with the sec
     t.notMatch(raw, /secret-token/, 'nothing after the request line is echoed')
   }
   t.equal(clientErrorResponse({ code: 'ECONNRESET' }, headers), undefined, 'nothing is written to a client that reset')
+})
+
+t.test('an unparseable request whose first line is not a request line gets instance "/", never a path from a later line', async (t) => {
+  for (const packet of [
+    'GARBAGE\r\nGET /from-a-later-line HTTP/1.1\r\n\r\n',
+    'GET /a b c HTTP/1.1\r\nGET /smuggled HTTP/1.1\r\n\r\n',
+    '\r\nPATCH /api/v1/organisation/1/contact/1 HTTP/1.1\r\n\r\n'
+  ]) {
+    const raw = clientErrorResponse({ code: 'HPE_INVALID_METHOD', rawPacket: Buffer.from(packet, 'latin1') }, {}) ?? ''
+    const problem = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as ProblemBody
+    t.equal(problem.instance, '/', JSON.stringify(packet))
+  }
+  const first = clientErrorResponse({ code: 'HPE_INVALID_HEADER_TOKEN', rawPacket: Buffer.from('GET /health/live HTTP/1.1\r\nbad header\r\n\r\n', 'latin1') }, {}) ?? ''
+  t.equal((JSON.parse(first.slice(first.indexOf('\r\n\r\n') + 4)) as ProblemBody).instance, '/health/live', 'the first line still names the path')
+})
+
+t.test('failureSummary names an error and its causes in one line, without a stack', async (t) => {
+  const cause = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' })
+  const summary = failureSummary(new Error('upstream unreachable', { cause }))
+  t.same(summary, { failure: 'Error: upstream unreachable <- Error: connect ECONNREFUSED 127.0.0.1:9' })
+  t.same(failureSummary(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })), { failure: 'Error: socket hang up (ECONNRESET)' })
+  t.same(failureSummary(undefined), {})
+  t.notMatch(JSON.stringify(summary), /\n\s+at /)
 })

@@ -5,6 +5,7 @@ import {
   allowsOrganisation,
   hasCanonicalSignature,
   CLOCK_TOLERANCE_MS,
+  MAX_SESSION_LIFETIME_S,
   isSessionClaims,
   newSessionPayload,
   sessionVerifyOptions,
@@ -112,6 +113,13 @@ t.test('isSessionClaims', async (t) => {
     t.equal(JSON.parse('{"exp":1e999}').exp, Number.POSITIVE_INFINITY)
     t.notOk(isSessionClaims(payload({ exp: Number.POSITIVE_INFINITY }), NOW_MS))
     t.notOk(isSessionClaims(payload({ exp: Number.NaN }), NOW_MS))
+  })
+
+  t.test('rejects a lifetime longer than a year (exp 1e300 cannot even be shown as a date)', async (t) => {
+    t.notOk(isSessionClaims(payload({ exp: 1e300 }), NOW_MS), 'exp 1e300')
+    t.notOk(isSessionClaims(payload({ iat: -1e300 }), NOW_MS), 'iat -1e300')
+    t.notOk(isSessionClaims(payload({ exp: NOW_S + MAX_SESSION_LIFETIME_S + 1 }), NOW_MS), 'a second past a year')
+    t.ok(isSessionClaims(payload({ exp: NOW_S + MAX_SESSION_LIFETIME_S }), NOW_MS), 'exactly the longest lifetime')
   })
 
   t.test('rejects exp at or before iat', async (t) => {
