@@ -144,7 +144,7 @@ async function run (t: Test): Promise<void> {
     t.match(await alert().textContent(), `Request id: ${await response.headerValue('x-request-id')}`, 'the request id a user can report')
     t.equal(upstreamCalls('patch_contact').length, patchesBefore)
     if (process.env.WRITE_EDITOR_SCREENSHOT === '1') {
-      await page.screenshot({ path: join(import.meta.dirname, '../../docs/editor.png') })
+      await page.screenshot({ path: join(import.meta.dirname, '../../docs/editor.png'), fullPage: true })
     }
   })
 
