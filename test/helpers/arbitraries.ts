@@ -652,7 +652,7 @@ const EXTRA_HEADERS: Array<[string, string]> = [['origin', 'https://evil.example
   ['x-forwarded-for', '203.0.113.9'], ['x-forwarded-host', 'evil.example'], ['x-forwarded-proto', 'http'], ['forwarded', 'for=192.0.2.1'],
   ['x-real-ip', '192.0.2.1'], ['accept', 'text/html'], ['accept', 'application/problem+json, */*'], ['accept-language', 'de-DE'],
   ['user-agent', 'frontend/9.9'], ['x-http-method-override', 'DELETE'], ['x-original-url', '/admin'], ['cache-control', 'no-cache'],
-  ['if-match', '*'], ['via', '1.1 proxy'], ['proxy-authorization', 'Basic eDp5'], ['x-api-key', 'k-123'], ['x-csrf', '1'],
+  ['if-unmodified-since', 'Sat, 01 Jan 2000 00:00:00 GMT'], ['via', '1.1 proxy'], ['proxy-authorization', 'Basic eDp5'], ['x-api-key', 'k-123'], ['x-csrf', '1'],
   ['x-emnify-token', 'eyJhbGciOiJub25lIn0.e30.'], ['accept-encoding', 'gzip, br'], ['dnt', '1'], ['x-custom-secret', 'do-not-forward']]
 
 // undici refuses header values outside visible ASCII, space and obs-text, so that is what a client can put on the wire with it.
