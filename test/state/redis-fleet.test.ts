@@ -1,0 +1,148 @@
+// What only a shared store can do: instances see each other's writes, survive restarts of the
+// instance and of Redis, and carry on alone while Redis is away.
+import t, { type Test } from 'tap'
+import type { SessionClaims } from '../../src/session/claims.ts'
+import { StoreUnavailableError } from '../../src/state/types.ts'
+import { redisMissing, startRedis, type RunningRedis } from '../helpers/redis.ts'
+import { eventually, instance } from './instances.ts'
+
+const missing = redisMissing()
+if (missing !== undefined) {
+  t.skip(missing)
+} else {
+  const NOW_S = Math.floor(Date.now() / 1000)
+  const session = (overrides: Partial<SessionClaims> = {}): SessionClaims =>
+    ({ sub: 'alice', orgs: [1], iat: NOW_S, exp: NOW_S + 600, iss: 'emnify-bff', aud: 'emnify-bff', jti: 'jti-1', ...overrides })
+
+  let counter = 0
+  const prefix = () => `fleet-${process.pid}-${++counter}:`
+
+  const open = async (t: Test, redis: RunningRedis, shared: string) => {
+    const made = await instance(redis.url, { prefix: shared })
+    t.teardown(() => made.app.close())
+    return made
+  }
+
+  t.test('shared Redis', async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.close())
+
+    t.test('a logout on one instance is honoured on another within 1 s, and by one started later', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      a.app.stores.revocations.revoke(session(), 'token')
+      a.app.stores.revocations.revokeAll('sid', 'idp-1', NOW_S)
+      t.ok(await eventually(() => b.app.stores.revocations.has(session(), 'token')), 'the other instance refuses it')
+      t.ok(await eventually(() => b.app.stores.revocations.has(session({ jti: 'x', sid: 'idp-1' }), 'x')), 'and the IdP session ended everywhere')
+      const c = await open(t, redis, shared)
+      t.equal(c.app.stores.revocations.has(session(), 'token'), true, 'an instance started afterwards loads it before serving')
+    })
+
+    t.test('the login lockout counts failures on every instance together', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      for (let i = 0; i < 3; i++) t.equal(await a.app.stores.loginLockout.attempt('bob'), 0)
+      for (let i = 0; i < 2; i++) t.equal(await b.app.stores.loginLockout.attempt('bob'), 0)
+      t.ok(await a.app.stores.loginLockout.attempt('bob') > 0, 'the sixth attempt is refused, wherever it lands')
+      await b.app.stores.loginLockout.succeed('bob')
+      t.equal(await a.app.stores.loginLockout.attempt('bob'), 0, 'a success on one clears it for all')
+    })
+
+    t.test('per-session counts add up across instances without a round trip per request', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      for (let i = 0; i < 5; i++) a.app.stores.sessionCounter.hit('sub:alice')
+      for (let i = 0; i < 3; i++) b.app.stores.sessionCounter.hit('sub:alice')
+      t.ok(await eventually(() => a.app.stores.sessionCounter.hit('sub:alice').count >= 10), 'instance A sees B\'s hits')
+    })
+
+    t.test('a write on one instance drops the organisation\'s cached reads on the others', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      const heardA: string[] = []
+      const heardB: string[] = []
+      a.app.stores.invalidation.subscribe((orgId) => heardA.push(orgId))
+      b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+      a.app.stores.invalidation.publish('7')
+      t.ok(await eventually(() => heardB.includes('7')), 'the other instance hears it within 1 s')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      t.same(heardA, ['7'], 'the writer heard it once, not again from Redis')
+    })
+
+    t.test('an idempotency key claimed on one instance is in flight, then replayed, on another', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      t.same(await a.app.stores.idempotency.begin('alice', 'k', 'body', 60_000), { state: 'new' })
+      t.same(await b.app.stores.idempotency.begin('alice', 'k', 'body', 60_000), { state: 'in_flight' })
+      await a.app.stores.idempotency.complete('alice', 'k', 'body', { status: 201, contactId: '9' }, 60_000)
+      t.same(await b.app.stores.idempotency.begin('alice', 'k', 'body', 60_000), { state: 'done', answer: { status: 201, contactId: '9' } })
+    })
+
+    t.test('nothing names a user, session or key in Redis', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      a.app.stores.revocations.revoke(session({ jti: 'secret-jti' }), 'token')
+      await a.app.stores.loginLockout.attempt('secret-user')
+      await a.app.stores.idempotency.begin('secret-sub', 'secret-key', 'body', 60_000)
+      a.app.stores.sessionCounter.hit('sub:secret-sub')
+      const client = a.app.stores.redis
+      t.ok(client !== null)
+      t.ok(await eventually(async () => (await client?.client.keys(`${shared}*`))?.some((key) => key.includes(':rl:')) === true))
+      const keys = await client?.client.keys(`${shared}*`) ?? []
+      t.ok(keys.length >= 4, `keys written: ${keys.length}`)
+      for (const key of keys) t.notMatch(key, /secret/, `${key} carries no raw value`)
+      const members = await client?.client.zrange(`${shared}revocations`, 0, -1) ?? []
+      for (const member of members) t.notMatch(member, /secret/)
+    })
+  })
+
+  t.test('when Redis goes away and comes back', async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.close())
+    const shared = prefix()
+    const a = await open(t, redis, shared)
+    const b = await open(t, redis, shared)
+    a.app.stores.revocations.revoke(session({ jti: 'before' }), 'before')
+    t.ok(await eventually(() => b.app.stores.revocations.has(session({ jti: 'before' }), 'before')))
+
+    await redis.stop(true)
+    t.ok(await eventually(() => a.app.stores.redis?.up === false), 'the instance notices')
+    t.equal(a.app.stores.ready, true, 'and stays ready')
+    a.app.stores.revocations.revoke(session({ jti: 'during' }), 'during')
+    t.equal(a.app.stores.revocations.has(session({ jti: 'during' }), 'during'), true, 'a logout meanwhile holds locally at once')
+    t.equal(a.app.stores.pendingRevocations, 1, 'and is kept for Redis')
+    t.equal(await a.app.stores.loginLockout.attempt('bob'), 0, 'logins are still limited, by this instance alone')
+    const started = Date.now()
+    await t.rejects(a.app.stores.idempotency.begin('alice', 'k', 'body', 60_000), StoreUnavailableError, 'an idempotent create cannot proceed')
+    t.ok(Date.now() - started < 1000, 'and says so without waiting')
+    t.equal(a.app.stores.sessionCounter.hit('sub:alice').count, 1, 'per-session counts go on locally')
+
+    await redis.start()
+    t.ok(await eventually(() => a.app.stores.pendingRevocations === 0, 5000), 'the logout is written once Redis is back')
+    t.ok(await eventually(() => b.app.stores.revocations.has(session({ jti: 'during' }), 'during'), 5000), 'and reaches the other instance')
+    const c = await open(t, redis, shared)
+    t.equal(c.app.stores.revocations.has(session({ jti: 'before' }), 'before'), true, 'a logout from before the outage survived Redis restarting empty')
+    t.equal(c.app.stores.revocations.has(session({ jti: 'during' }), 'during'), true)
+    t.equal(a.logs.filter((line) => line.event === 'redis.down').length, 1, 'one log line for going down')
+    t.equal(a.logs.filter((line) => line.event === 'redis.up').length, 2, 'one for each time it came up')
+  })
+
+  t.test('an instance that starts while Redis is unreachable is not ready until Redis answers', async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.close())
+    await redis.stop(true)
+    const a = await instance(redis.url, { prefix: prefix(), connectWaitMs: 100 })
+    t.teardown(() => a.app.close())
+    t.equal(a.app.stores.ready, false)
+    await redis.start()
+    t.ok(await eventually(() => a.app.stores.ready, 5000), 'ready once Redis answered')
+    await redis.stop(true)
+    t.ok(await eventually(() => a.app.stores.redis?.up === false))
+    t.equal(a.app.stores.ready, true, 'a later outage does not make it unready')
+  })
+}
