@@ -44,6 +44,8 @@ export interface AppOptions {
   loadSheddingSampleIntervalMs?: number
   /** Server timeouts; tests shorten them instead of sleeping through the production values. */
   serverTimeouts?: Partial<ServerTimeouts>
+  /** How long a rendered /metrics text is served before it is rendered again, ms (default 1000); 0 renders every scrape. */
+  metricsRenderIntervalMs?: number
 }
 
 /** Builds the BFF from validated configuration. Does not listen and installs no signal handlers. */
@@ -57,6 +59,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   const app = Fastify(serverOptions({ config, timeouts, accessLog, security, stamp, logStream: options.logStream }))
   // Headers must be complete well before the whole request is.
   app.server.headersTimeout = timeouts.headersMs
+  // Idle keep-alive sockets cost memory; beyond this many, new connections are closed at accept.
+  app.server.maxConnections = config.MAX_CONNECTIONS
   accessLog.attach(app.log)
   app.decorate('users', users)
   if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute)
@@ -68,7 +72,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(cors, { config })
   // Before any route, so that the document and the metrics see them all.
   if (config.DOCS_ENABLED) await app.register(docsPlugin, { config })
-  await app.register(metricsPlugin, { config })
+  await app.register(metricsPlugin, { config, timeouts, renderIntervalMs: options.metricsRenderIntervalMs })
   // After CORS (a browser must be able to read the 503), before the session is verified.
   await app.register(loadShedding, { config, sampleIntervalMs: options.loadSheddingSampleIntervalMs })
   // Limits are declared per route (login); the in-memory store is an LRU, so it stays bounded.

@@ -178,7 +178,8 @@ export async function startStack (t: Teardown, options: StackOptions = {}): Prom
   registerUsersFile(config.USERS_FILE)
   const logs = newCapture()
   watch.watchLines('log line', logs.lines)
-  const app = await buildApp(config, { logStream: logs.stream, ...options.app })
+  // Tests scrape right after the traffic they count; the render cache has a test of its own.
+  const app = await buildApp(config, { logStream: logs.stream, metricsRenderIntervalMs: 0, ...options.app })
   t.teardown(() => app.close())
   watch.watchServer(app.server)
   if (app.metricsListener !== null) watch.watchServer(app.metricsListener.server)
