@@ -973,6 +973,39 @@ t.test('CLI', async (t) => {
     t.equal(code, 0)
   })
 
+  t.test('SIM_RATE_LIMIT turns emnify\'s limit on, scaled by SIM_RATE_LIMIT_*; the banner shows every setting', async (t) => {
+    const child = run({
+      SIM_RATE_LIMIT: '1',
+      SIM_RATE_LIMIT_REQUESTS: '2',
+      SIM_RATE_LIMIT_AUTHENTICATE: '1',
+      SIM_RATE_LIMIT_WINDOW_MS: '60000',
+      SIM_CREATED_LOCATION: 'relative',
+      SIM_EXTRA_FIELDS: '1'
+    })
+    t.teardown(() => { child.kill('SIGTERM') })
+    const [line] = await once(child.stdout!, 'data') as [Buffer]
+    const banner = JSON.parse(line.toString()) as { url: string, settings: unknown }
+    t.same(banner.settings, {
+      createdLocation: 'relative',
+      extraFields: true,
+      rateLimit: { requests: 2, authenticate: 1, windowMs: 60_000 }
+    })
+    const statuses = []
+    for (let i = 0; i < 2; i++) {
+      const reply = await request(`${banner.url}/api/v1/authenticate`, { method: 'POST', body: JSON.stringify({ application_token: APP_TOKEN }) })
+      await reply.body.dump()
+      statuses.push(reply.statusCode)
+    }
+    t.same(statuses, [200, 429], 'the second authenticate is over SIM_RATE_LIMIT_AUTHENTICATE')
+  })
+
+  t.test('without SIM_RATE_LIMIT the limit is off whatever its figures say, and the other defaults hold', async (t) => {
+    const child = run({ SIM_RATE_LIMIT_REQUESTS: '1' })
+    t.teardown(() => { child.kill('SIGTERM') })
+    const [line] = await once(child.stdout!, 'data') as [Buffer]
+    t.same((JSON.parse(line.toString()) as { settings: unknown }).settings, { createdLocation: 'absolute', extraFields: false, rateLimit: false })
+  })
+
   t.test('exits with a message when the port is taken', async (t) => {
     const { sim } = await setup(t)
     const child = run({ SIM_PORT: String(sim.port) })
@@ -988,7 +1021,13 @@ t.test('CLI', async (t) => {
       { SIM_PORT: 'abc' },
       { SIM_PORT: '70000' },
       { SIM_LEAN: 'maybe' },
-      { SIM_TOKEN_LIFETIME_S: '0' }
+      { SIM_TOKEN_LIFETIME_S: '0' },
+      { SIM_RATE_LIMIT: 'yes' },
+      { SIM_RATE_LIMIT_REQUESTS: '0', SIM_RATE_LIMIT: '1' },
+      { SIM_RATE_LIMIT_WINDOW_MS: '1.5', SIM_RATE_LIMIT: '1' },
+      { SIM_RATE_LIMIT_AUTHENTICATE: '-1', SIM_RATE_LIMIT: '1' },
+      { SIM_CREATED_LOCATION: 'sideways' },
+      { SIM_EXTRA_FIELDS: 'true' }
     ]
     for (const env of cases) {
       const child = run(env)
