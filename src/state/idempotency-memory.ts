@@ -28,10 +28,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     const id = `${sub}\u0000${key}`
     const now = this.#now()
     const entry = this.#entries.get(id)
-    if (entry !== undefined && entry.expiresAt > now) {
-      if (entry.fingerprint !== fingerprint) return { state: 'mismatch' }
-      return entry.answer === undefined ? { state: 'in_flight' } : { state: 'done', answer: entry.answer }
-    }
+    if (entry !== undefined && entry.expiresAt > now) return verdict(entry, fingerprint)
     if (entry !== undefined) this.#entries.delete(id)
     this.#evict(now)
     this.#entries.set(id, { fingerprint, answer: undefined, expiresAt: now + ttlMs })
@@ -39,11 +36,19 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   async complete (sub: string, key: string, fingerprint: string, answer: IdempotentAnswer, ttlMs: number): Promise<void> {
-    this.#entries.set(`${sub}\u0000${key}`, { fingerprint, answer, expiresAt: this.#now() + ttlMs })
+    const id = `${sub}\u0000${key}`
+    const claimed = this.#entries.get(id)
+    // Only the claim's own body may settle it.
+    if (claimed !== undefined && claimed.fingerprint !== fingerprint) return
+    this.#entries.delete(id)
+    this.#evict(this.#now())
+    this.#entries.set(id, { fingerprint, answer, expiresAt: this.#now() + ttlMs })
   }
 
+  /** Frees a claim still in flight; a settled answer stays to be replayed. */
   async release (sub: string, key: string): Promise<void> {
-    this.#entries.delete(`${sub}\u0000${key}`)
+    const id = `${sub}\u0000${key}`
+    if (this.#entries.get(id)?.answer === undefined) this.#entries.delete(id)
   }
 
   #evict (now: number): void {
@@ -53,4 +58,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       this.#entries.delete(id)
     }
   }
+}
+
+/** What a claim attempt meets: the same verdict from every backend. */
+export function verdict (entry: { fingerprint: string, answer?: IdempotentAnswer | undefined }, fingerprint: string): IdempotencyBegin {
+  if (entry.fingerprint !== fingerprint) return { state: 'mismatch' }
+  if (entry.answer === undefined) return { state: 'in_flight' }
+  return { state: 'done', answer: entry.answer }
 }

@@ -5,8 +5,10 @@ import type { Config } from '../config/config.ts'
 import { SharedWindowCounter, WindowCounter, type HitCounter } from '../protection/rate-limit.ts'
 import { LoginLockout } from '../session/login-limiter.ts'
 import { Revocations } from '../session/revocations.ts'
-import { MemoryIdempotencyStore, RedisIdempotencyStore } from './idempotency.ts'
-import { MemoryInvalidationBus, RedisInvalidationBus } from './invalidation.ts'
+import { MemoryIdempotencyStore } from './idempotency-memory.ts'
+import { RedisIdempotencyStore } from './idempotency-redis.ts'
+import { LocalInvalidationBus } from './invalidation-memory.ts'
+import { RedisInvalidationBus } from './invalidation-redis.ts'
 import { SharedRedis, type SharedRedisOptions } from './redis.ts'
 import { shareRevocations, type SharedRevocations } from './revocations.ts'
 import { RedisTokenStore } from './token-store.ts'
@@ -58,7 +60,7 @@ async function statePlugin (app: FastifyInstance, options: StatePluginOptions) {
       pendingRevocations: 0,
       loginLockout: new LoginLockout(),
       sessionCounter: new WindowCounter(WINDOW_MS),
-      invalidation: new MemoryInvalidationBus(),
+      invalidation: new LocalInvalidationBus(),
       idempotency: new MemoryIdempotencyStore(),
       upstreamToken: undefined,
       ready: true

@@ -1,71 +1,7 @@
 import type { IdempotencyBegin, IdempotencyStore, IdempotentAnswer } from './types.ts'
 import { StoreUnavailableError } from './types.ts'
+import { verdict } from './idempotency-memory.ts'
 import { keyHash, type SharedRedis } from './redis.ts'
-
-interface Entry {
-  fingerprint: string
-  answer?: IdempotentAnswer
-  expiresAt: number
-}
-
-/**
- * One instance. Bounded: at the cap the entry claimed first goes (Map order), which is the one
- * closest to its TTL when every key has the same TTL.
- */
-export class MemoryIdempotencyStore implements IdempotencyStore {
-  readonly #entries = new Map<string, Entry>()
-  readonly #max: number
-  readonly #now: () => number
-
-  constructor (options: { max?: number, now?: () => number } = {}) {
-    this.#max = options.max ?? 10_000
-    this.#now = options.now ?? Date.now
-  }
-
-  get size (): number {
-    return this.#entries.size
-  }
-
-  get capacity (): number {
-    return this.#max
-  }
-
-  async begin (sub: string, key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyBegin> {
-    const id = `${sub}\0${key}`
-    const now = this.#now()
-    const entry = this.#entries.get(id)
-    if (entry !== undefined && entry.expiresAt > now) return verdict(entry, fingerprint)
-    if (entry !== undefined) this.#entries.delete(id)
-    else if (this.#entries.size >= this.#max) this.#evict(now)
-    this.#entries.set(id, { fingerprint, expiresAt: now + ttlMs })
-    return { state: 'new' }
-  }
-
-  async complete (sub: string, key: string, fingerprint: string, answer: IdempotentAnswer, ttlMs: number): Promise<void> {
-    const id = `${sub}\0${key}`
-    const entry = this.#entries.get(id)
-    // Only the claim's own body may settle it.
-    if (entry !== undefined && entry.fingerprint !== fingerprint) return
-    if (entry === undefined && this.#entries.size >= this.#max) this.#evict(this.#now())
-    this.#entries.set(id, { fingerprint, answer, expiresAt: this.#now() + ttlMs })
-  }
-
-  async release (sub: string, key: string): Promise<void> {
-    const id = `${sub}\0${key}`
-    if (this.#entries.get(id)?.answer === undefined) this.#entries.delete(id)
-  }
-
-  #evict (now: number): void {
-    for (const [id, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(id)
-    if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string)
-  }
-}
-
-function verdict (entry: { fingerprint: string, answer?: IdempotentAnswer }, fingerprint: string): IdempotencyBegin {
-  if (entry.fingerprint !== fingerprint) return { state: 'mismatch' }
-  if (entry.answer === undefined) return { state: 'in_flight' }
-  return { state: 'done', answer: entry.answer }
-}
 
 // Claims the key or returns what holds it, in one step: two instances cannot both see 'new'.
 const BEGIN = `

@@ -1,19 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { InvalidationBus } from './types.ts'
+import { LocalInvalidationBus } from './invalidation-memory.ts'
 import type { SharedRedis } from './redis.ts'
-
-/** One instance: announcements reach this process's listeners only. */
-export class MemoryInvalidationBus implements InvalidationBus {
-  readonly #listeners: Array<(orgId: string) => void> = []
-
-  publish (orgId: string): void {
-    for (const listener of this.#listeners) listener(orgId)
-  }
-
-  subscribe (listener: (orgId: string) => void): void {
-    this.#listeners.push(listener)
-  }
-}
 
 const NAME = 'invalidate'
 
@@ -23,7 +11,7 @@ const NAME = 'invalidate'
  * unreachable are sent when it returns; other instances' caches meanwhile expire by their TTL.
  */
 export class RedisInvalidationBus implements InvalidationBus {
-  readonly #local = new MemoryInvalidationBus()
+  readonly #local = new LocalInvalidationBus()
   readonly #redis: SharedRedis
   /** Tells this instance's own messages apart when they come back. */
   readonly #origin = randomUUID()
