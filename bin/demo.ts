@@ -32,6 +32,14 @@ export interface DemoOptions {
   extraCorsOrigins?: (web: WebServer) => string[]
   /** More BFF environment, e.g. the SSO settings of a demo identity provider. */
   env?: Record<string, string>
+  /** More users-file users besides the demo user (tests add one with every organisation). */
+  extraUsers?: DemoUser[]
+}
+
+export interface DemoUser {
+  username: string
+  password: string
+  orgs: number[] | '*'
 }
 
 export interface Demo {
@@ -60,11 +68,11 @@ export class DemoListenError extends Error {
 const HOST = '127.0.0.1'
 export const DEMO_USERNAME = 'demo'
 
-/** Writes a users file with one demo user, hashed exactly as `npm run user:add` does. */
-async function writeUsersFile (dir: string, username: string, password: string): Promise<string> {
+/** Writes a users file, the passwords hashed exactly as `npm run user:add` does. */
+async function writeUsersFile (dir: string, users: DemoUser[]): Promise<string> {
   const file = join(dir, 'users.json')
-  const users = { users: [{ username, password_hash: await hashPassword(password), orgs: [1, 2] }] }
-  await writeFile(file, JSON.stringify(users, null, 2) + '\n', { mode: 0o600 })
+  const entries = await Promise.all(users.map(async ({ username, password, orgs }) => ({ username, password_hash: await hashPassword(password), orgs })))
+  await writeFile(file, JSON.stringify({ users: entries }, null, 2) + '\n', { mode: 0o600 })
   return file
 }
 
@@ -77,7 +85,7 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
   }
   try {
     const password = dev ? 'dev-only-demo-password' : randomBytes(12).toString('base64url')
-    const usersFile = await writeUsersFile(dir, DEMO_USERNAME, password)
+    const usersFile = await writeUsersFile(dir, [{ username: DEMO_USERNAME, password, orgs: [1, 2] }, ...(options.extraUsers ?? [])])
     const sim = await startSimulator({ host: HOST, port: options.simPort ?? 0 })
     closers.push(() => sim.close())
 
@@ -101,6 +109,9 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
         USERS_FILE: usersFile,
         // Same host name as the BFF, so the SameSite=Strict cookie is same-site for the page.
         CORS_ORIGINS: [web.url, ...(options.extraCorsOrigins?.(web) ?? [])].join(','),
+        // One person on a laptop: load shedding would only turn a busy machine (or start-up) into 503s.
+        MAX_EVENT_LOOP_DELAY_MS: '0',
+        MAX_EVENT_LOOP_UTILIZATION: '0',
         ...options.env
       }
     })

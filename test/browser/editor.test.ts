@@ -10,6 +10,7 @@ import { startDemo, type Demo } from '../../bin/demo.ts'
 import { mintSession } from '../../src/session/mint.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const OPERATOR = { username: 'operator', password: 'operator-password-for-tests', orgs: '*' as const }
 const SCREENSHOTS = join(import.meta.dirname, '.screenshots')
 // The flags a headless CI box needs; nothing may phone home or update itself mid-test.
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -38,7 +39,8 @@ async function run (t: Test): Promise<void> {
     logLevel: 'info',
     logStream,
     // The misconfiguration a new user makes: the page on localhost, the BFF on 127.0.0.1, CORS allowing it.
-    extraCorsOrigins: (web) => [`http://localhost:${web.port}`]
+    extraCorsOrigins: (web) => [`http://localhost:${web.port}`],
+    extraUsers: [OPERATOR]
   })
   t.teardown(() => demo.close())
   // Playwright gives every launch a fresh, temporary user-data-dir.
@@ -46,7 +48,7 @@ async function run (t: Test): Promise<void> {
   t.teardown(() => browser.close())
   const context: BrowserContext = await browser.newContext({ viewport: { width: 1100, height: 900 } })
   const page: Page = await context.newPage()
-  page.setDefaultTimeout(5000)
+  page.setDefaultTimeout(10_000)
   const pageErrors: string[] = []
   page.on('pageerror', (error) => pageErrors.push(error.message))
 
@@ -105,6 +107,15 @@ async function run (t: Test): Promise<void> {
     t.equal(await page.evaluate('document.cookie'), '', 'the session cookie is HttpOnly: the page cannot read it')
     t.equal(await page.evaluate('localStorage.length + sessionStorage.length'), 0, 'and nothing is kept in storage')
     t.notOk(logLines.some((line) => line.includes(demo.user.password)), 'the password is in no log line')
+  })
+
+  await step('an organisation outside the session is refused with a message and its request id', async (t) => {
+    await page.goto(`${demo.webUrl}/#/org/3`)
+    await alert().getByText('No access to this organisation').waitFor()
+    t.match(await alert().textContent(), /Request id: \S+/)
+    t.ok(await page.getByRole('table').isHidden(), 'no contacts shown')
+    await page.goto(`${demo.webUrl}/#/org/1`)
+    await page.getByRole('table').getByRole('link', { name: 'Ada Lovelace' }).waitFor()
   })
 
   await step('editing a contact sends only the changed field, with X-CSRF and the ETag of the read', async (t) => {
@@ -231,10 +242,29 @@ async function run (t: Test): Promise<void> {
     t.same(pageErrors, [], 'no script error on the way')
   })
 
+  const operatorContext = await browser.newContext()
+  t.teardown(() => operatorContext.close())
+  const operator = await operatorContext.newPage()
+  operator.setDefaultTimeout(10_000)
+  await step('a session for every organisation types the organisation id', async (t) => {
+    await operator.goto(demo.webUrl)
+    await operator.getByLabel('Username').fill(OPERATOR.username)
+    await operator.getByLabel('Password').fill(OPERATOR.password)
+    await operator.getByRole('button', { name: 'Sign in' }).click()
+    const id = operator.getByRole('textbox', { name: 'Organisation id' })
+    await id.fill('two')
+    await id.press('Enter')
+    await operator.getByRole('alert').getByText('Enter an organisation id').waitFor()
+    await id.fill('2')
+    await id.press('Enter')
+    await operator.getByRole('heading', { name: 'Contacts of organisation 2' }).waitFor()
+    t.same(await operator.getByRole('table').getByRole('link').allTextContents(), ['Katherine Johnson'])
+  }, operator)
+
   const localhost = await browser.newContext()
   t.teardown(() => localhost.close())
   const misplaced = await localhost.newPage()
-  misplaced.setDefaultTimeout(5000)
+  misplaced.setDefaultTimeout(10_000)
   await step('a page on localhost calling the BFF on 127.0.0.1 says loudly that the cookie was dropped and what to open instead', async (t) => {
     const url = `http://localhost:${demo.web.port}/`
     await misplaced.goto(url)
