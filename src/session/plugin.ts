@@ -47,13 +47,15 @@ export interface SessionPluginOptions {
    * instead. The per-session rate limit uses it to count unauthenticated requests per IP.
    */
   onReject?: (request: FastifyRequest, reply: FastifyReply) => void
+  /** The state layer's revocations (shared by a fleet); a fresh local set otherwise. */
+  revocations?: Revocations
 }
 
 function unauthenticated (detail: string): Problem {
   return new Problem('UNAUTHENTICATED', { detail })
 }
 
-async function sessionPlugin (app: FastifyInstance, { config, onReject }: SessionPluginOptions) {
+async function sessionPlugin (app: FastifyInstance, { config, onReject, revocations = new Revocations() }: SessionPluginOptions) {
   const cookieName = sessionCookieName(config)
 
   await app.register(fastifyCookie)
@@ -65,7 +67,7 @@ async function sessionPlugin (app: FastifyInstance, { config, onReject }: Sessio
 
   app.decorateRequest('session', null)
   app.decorateRequest('sessionToken', null)
-  app.decorate('revocations', new Revocations())
+  app.decorate('revocations', revocations)
 
   function verify (token: string): SessionClaims {
     if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('Session token is too large')
