@@ -169,8 +169,12 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
   async function checkPrecondition (request: FastifyRequest, org: string, contact: string, context: UpstreamContext): Promise<void> {
     const header = request.headers['if-match']
     if (header === undefined) return
-    const current = await readContact(org, contact, context)
-    if (!matchesIfMatch(header, current.etag)) {
+    // RFC 9110 §13.1.1: a contact that no longer exists matches no tag, `*` included: 412, not 404.
+    const current = await readContact(org, contact, context).catch((error: unknown) => {
+      if (isProblem(error) && error.code === 'CONTACT_NOT_FOUND') return undefined
+      throw error
+    })
+    if (!matchesIfMatch(header, current?.etag)) {
       throw new Problem('PRECONDITION_FAILED', { detail: 'The contact was changed since it was read; read it again and reapply the change' })
     }
   }
