@@ -137,6 +137,11 @@ export class SimulatorState {
     this.#limiter = rateLimit === false ? undefined : new RateLimiter(rateLimit)
   }
 
+  /** Whether the per-IP limit is on (lets the hot path skip looking up the client's address). */
+  get limiting (): boolean {
+    return this.#limiter !== undefined
+  }
+
   /** Counts a request against the per-IP limit (when on); true when it must be answered 429. */
   rateLimited (client: string, operation: Operation): boolean {
     if (this.#limiter === undefined || !this.#limiter.refuse(client, operation, this.#clock())) return false
