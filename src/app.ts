@@ -19,8 +19,9 @@ import { sessionRateLimit } from './protection/rate-limit.ts'
 import { securityHeaders } from './protection/security-headers.ts'
 import authRoutes from './routes/auth.ts'
 import healthRoutes from './routes/health.ts'
-import { LoginLimiter } from './session/login-limiter.ts'
 import sessionPlugin from './session/plugin.ts'
+import statePlugin from './state/plugin.ts'
+import { createRedisBudgetStore } from './upstream/budget-redis.ts'
 import upstream, { type UpstreamPluginOptions } from './upstream/plugin.ts'
 import { UserDirectory } from './users/users-file.ts'
 
@@ -85,16 +86,22 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     })
   })
   // Contact routes: per session `sub`, and per IP for the requests the session hook refuses.
-  const contactLimit = sessionRateLimit(app, config.RATE_LIMIT_PER_MINUTE)
-  await app.register(sessionPlugin, { config, onReject: contactLimit.onReject })
-  await app.register(upstream, { config, tokenCache: options.tokenCache })
+  // Every store, in memory or shared through REDIS_URL; before everything that keeps state.
+  await app.register(statePlugin, { config })
+  const { stores } = app
+  const contactLimit = sessionRateLimit(app, config.RATE_LIMIT_PER_MINUTE, stores.sessionCounter)
+  await app.register(sessionPlugin, { config, onReject: contactLimit.onReject, revocations: stores.revocations })
+  await app.register(upstream, {
+    config,
+    tokenCache: { ...options.tokenCache, shared: stores.upstreamToken },
+    budgetStore: stores.redis === null ? undefined : createRedisBudgetStore(stores.redis.client, { prefix: config.REDIS_KEY_PREFIX })
+  })
 
-  const loginLimiter = new LoginLimiter()
-  app.metrics?.watchStores({ revocations: app.revocations, session_rate_limit: contactLimit.counter, login_lockout: loginLimiter })
+  app.metrics?.watchStores({ revocations: app.revocations, session_rate_limit: contactLimit.counter, login_lockout: stores.loginLockout })
 
   await app.register(healthRoutes)
-  await app.register(authRoutes, { config, users, limiter: loginLimiter })
-  await app.register(contacts, { config, prefix: CONTACTS_PREFIX })
+  await app.register(authRoutes, { config, users, limiter: stores.loginLockout })
+  await app.register(contacts, { config, prefix: CONTACTS_PREFIX, bus: stores.invalidation, idempotency: stores.idempotency })
   await app.register(countries, { config })
   return app
 }

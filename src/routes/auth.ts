@@ -5,7 +5,7 @@ import type { Config } from '../config/config.ts'
 import { Problem } from '../errors/problems.ts'
 import { BODY_PROBLEMS, COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
 import { effectiveScope, newSessionPayload } from '../session/claims.ts'
-import { LoginLimiter } from '../session/login-limiter.ts'
+import { LoginLockout } from '../session/login-limiter.ts'
 import { sessionCookieName } from '../session/plugin.ts'
 import { canonicalUsername, type UserDirectory } from '../users/users-file.ts'
 
@@ -13,7 +13,7 @@ export interface AuthRoutesOptions {
   config: Config
   /** Null when USERS_FILE is not configured: login is then not offered. */
   users: UserDirectory | null
-  limiter?: LoginLimiter
+  limiter?: LoginLockout
 }
 
 const Orgs = Type.Union([Type.Array(Type.Integer({ minimum: 1 })), Type.Literal('*')], { description: 'organisation ids, or "*" for all' })
@@ -39,7 +39,7 @@ export function sessionCookieOptions (config: Pick<Config, 'SESSION_COOKIE_SECUR
   return { httpOnly: true, sameSite: 'strict' as const, path: '/', secure: config.SESSION_COOKIE_SECURE }
 }
 
-export default async function authRoutes (fastify: FastifyInstance, { config, users, limiter = new LoginLimiter() }: AuthRoutesOptions) {
+export default async function authRoutes (fastify: FastifyInstance, { config, users, limiter = new LoginLockout() }: AuthRoutesOptions) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const cookieName = sessionCookieName(config)
   const cookie = sessionCookieOptions(config)
@@ -73,17 +73,16 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
       const { password } = request.body
       // One name per account for the lockout too: "Dave" and "dave" share one failure count.
       const username = canonicalUsername(request.body.username)
-      const wait = limiter.blockedFor(username)
-      if (wait > 0) throw new Problem('RATE_LIMITED', { detail: 'Too many failed sign-ins for this user; try again later', retryAfter: wait })
       // Counted before verifying, so parallel guesses cannot all slip past the limit.
-      limiter.fail(username)
+      const wait = await limiter.attempt(username)
+      if (wait > 0) throw new Problem('RATE_LIMITED', { detail: 'Too many failed sign-ins for this user; try again later', retryAfter: wait })
       // An unknown user costs one scrypt of the file's one cost too: same answer, same time.
       const user = await users.authenticate(username, password)
       if (user === undefined) {
         request.log.info({ event: 'login.failed' }, 'login failed')
         throw new Problem('INVALID_CREDENTIALS', { detail: 'The username or password is wrong' })
       }
-      limiter.succeed(username)
+      await limiter.succeed(username)
       const token = app.jwt.sign(newSessionPayload({ sub: user.username, orgs: user.orgs, scope: user.scope }))
       const exp = app.jwt.decode<{ exp: number }>(token)?.exp ?? Math.floor(Date.now() / 1000) + config.SESSION_TTL_S
       reply.setCookie(cookieName, token, { ...cookie, maxAge: config.SESSION_TTL_S })
