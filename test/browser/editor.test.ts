@@ -85,6 +85,7 @@ async function run (t: Test): Promise<void> {
   await step('signing in with the keyboard shows the organisations, then the contacts of the one chosen', async (t) => {
     await page.goto(demo.webUrl)
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    t.equal(await page.getByRole('link', { name: 'Sign in with SSO' }).count(), 0, 'no SSO offered by this BFF, so no SSO button')
     await field('Username').focus()
     await page.keyboard.type(demo.user.username)
     await page.keyboard.press('Tab')

@@ -196,7 +196,8 @@ export class BffClient {
   /** Whether the BFF offers single sign-on (its login route exists). Never follows the redirect. */
   async ssoOffered (): Promise<boolean> {
     try {
-      const response = await fetch(this.ssoLoginUrl(location.href), { credentials: 'omit', redirect: 'manual' })
+      // No cookies either way: the probe must not start a sign-in of its own.
+      const response = await fetch(this.ssoLoginUrl(`${location.origin}${location.pathname}`), { credentials: 'omit', redirect: 'manual' })
       return response.type === 'opaqueredirect' || (response.status !== 404 && response.status !== 0)
     } catch {
       return false

@@ -699,7 +699,8 @@ ui.confirm.addEventListener('close', () => {
 
 async function offerSso (): Promise<void> {
   if (!await api.ssoOffered()) return
-  ui.ssoLink.href = api.ssoLoginUrl(location.href)
+  // Back to the page itself; the session check on arrival decides what to show.
+  ui.ssoLink.href = api.ssoLoginUrl(`${location.origin}${location.pathname}`)
   ui.sso.hidden = false
 }
 
