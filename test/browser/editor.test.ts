@@ -51,6 +51,8 @@ async function run (t: Test): Promise<void> {
   page.setDefaultTimeout(10_000)
   const pageErrors: string[] = []
   page.on('pageerror', (error) => pageErrors.push(error.message))
+  // A CSP violation is only a console message; the page's policy must not block anything it needs.
+  page.on('console', (message) => { if (/Content Security Policy/i.test(message.text())) pageErrors.push(message.text()) })
 
   /** A subtest that leaves a screenshot in test/browser/.screenshots when it fails. */
   async function step (name: string, fn: (t: Test) => Promise<void>, on: Page = page): Promise<void> {
@@ -119,7 +121,20 @@ async function run (t: Test): Promise<void> {
     await page.getByRole('table').getByRole('link', { name: 'Ada Lovelace' }).waitFor()
   })
 
+  await step('emnify unavailable: the list says the service is busy, when to retry, and the request id; trying again works', async (t) => {
+    demo.sim.setFault({ operation: 'list_contacts', kind: 'status', status: 503, times: 2 })
+    t.teardown(() => demo.sim.clearFaults())
+    await page.goto(`${demo.webUrl}/#/org/2`)
+    await alert().getByText('Could not show the contacts: the service is busy').waitFor()
+    t.match(await alert().textContent(), /Try again in \d+ s\.[\s\S]*Request id: \S+/)
+    demo.sim.clearFaults()
+    await alert().getByRole('button', { name: 'Try again' }).click()
+    await page.getByRole('table').getByRole('link', { name: 'Katherine Johnson' }).waitFor()
+    t.ok(await alert().isHidden(), 'the failure is gone once it worked')
+  })
+
   await step('editing a contact sends only the changed field, with X-CSRF and the ETag of the read', async (t) => {
+    await page.goto(`${demo.webUrl}/#/org/1`)
     await page.getByRole('link', { name: 'Ada Lovelace' }).click()
     await page.getByRole('heading', { level: 1, name: 'Ada Lovelace' }).waitFor()
     await field('City').fill('Potsdam')

@@ -237,10 +237,10 @@ function render (): void {
       return
     }
     case 'list':
-      renderList(route.org).catch((error: unknown) => fail(error, 'show the contacts'))
+      renderList(route.org).catch((error: unknown) => fail(error, 'show the contacts', [{ label: 'Try again', run: render }]))
       return
     case 'contact':
-      renderContact(route.org, route.id).catch((error: unknown) => fail(error, 'show the contact'))
+      renderContact(route.org, route.id).catch((error: unknown) => fail(error, 'show the contact', [{ label: 'Try again', run: render }]))
       return
     case 'new':
       renderNew(route.org).catch((error: unknown) => fail(error, 'open the form'))
