@@ -148,6 +148,13 @@ async function signingKey (kid: string): Promise<{ jwk: JWK, key: CryptoKey }> {
   return { jwk: { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' }, key: privateKey }
 }
 
+// RSA key generation is slow; providers of one process (a test file, the demo) share their keys.
+let keys: Promise<{ published: Awaited<ReturnType<typeof signingKey>>, foreign: Awaited<ReturnType<typeof signingKey>> }> | undefined
+function providerKeys () {
+  keys ??= Promise.all([signingKey('idp-key-1'), signingKey('idp-key-1')]).then(([published, foreign]) => ({ published, foreign }))
+  return keys
+}
+
 export async function startIdentityProvider (options: IdentityProviderOptions): Promise<RunningIdentityProvider> {
   const host = options.host ?? '127.0.0.1'
   const clientId = options.clientId ?? 'emnify-bff'
@@ -156,8 +163,7 @@ export async function startIdentityProvider (options: IdentityProviderOptions): 
   const redirectUri = `${bffUrl}/auth/oidc/callback`
   const users = options.users ?? defaultUsers()
   const byName = new Map(users.map((user) => [user.username, user]))
-  const published = await signingKey('idp-key-1')
-  const foreign = await signingKey('idp-key-1')
+  const { published, foreign } = await providerKeys()
   const backchannel: BackchannelAttempt[] = []
 
   let handle: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => { res.writeHead(503).end() }

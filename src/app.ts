@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { DestinationStream } from 'pino'
+import oidc, { type OidcPluginOptions } from './auth/oidc/plugin.ts'
 import type { Config } from './config/config.ts'
 import contacts, { CONTACTS_PREFIX } from './contacts/plugin.ts'
 import countries from './countries/plugin.ts'
@@ -47,6 +48,8 @@ export interface AppOptions {
   serverTimeouts?: Partial<ServerTimeouts>
   /** How long a rendered /metrics text is served before it is rendered again, ms (default 1000); 0 renders every scrape. */
   metricsRenderIntervalMs?: number
+  /** Test hooks for single sign-on (calls to the provider, clock, sign-in lifetime). */
+  oidc?: Omit<OidcPluginOptions, 'config'>
 }
 
 /** Builds the BFF from validated configuration. Does not listen and installs no signal handlers. */
@@ -96,6 +99,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     tokenCache: { ...options.tokenCache, shared: stores.upstreamToken },
     budgetStore: stores.redis === null ? undefined : createRedisBudgetStore(stores.redis.client, { prefix: config.REDIS_KEY_PREFIX })
   })
+  // Discovers the provider when OIDC_ISSUER is set (start-up fails if it cannot); a no-op otherwise.
+  await app.register(oidc, { config, ...options.oidc })
 
   app.metrics?.watchStores({ revocations: app.revocations, session_rate_limit: contactLimit.counter, login_lockout: stores.loginLockout })
 

@@ -71,15 +71,19 @@ const MAX_METRICS_CONNECTIONS = 64
 
 const LOGIN = '/auth/login'
 const LOGOUT = '/auth/logout'
+const OIDC_CALLBACK = '/auth/oidc/callback'
 
 /**
  * Session events, read off the answers: login answers 200 or 401, logout 204, and any other 401
  * comes from session verification (the only other source of UNAUTHENTICATED).
  */
 function sessionEvent (route: string, status: number): SessionEvent | undefined {
+  // An SSO sign-in ends at the callback: 302 with a session, or refused (401, 403 without organisations).
+  if (route === OIDC_CALLBACK) return status === 302 ? 'login_ok' : status === 401 || status === 403 ? 'login_failed' : undefined
   if (status === 401) return route === LOGIN ? 'login_failed' : 'rejected'
   if (route === LOGIN && status === 200) return 'login_ok'
-  if (route === LOGOUT && status === 204) return 'logout'
+  // 200 when the session came from SSO and the answer names the provider's logout page.
+  if (route === LOGOUT && (status === 204 || status === 200)) return 'logout'
   return undefined
 }
 

@@ -32,6 +32,10 @@ const LoginReply = Type.Object({
   user: Type.Object({ sub: Type.String(), orgs: Orgs, scope: Scope })
 })
 
+const EndSessionReply = Type.Object({
+  end_session_url: Type.String({ format: 'uri', description: 'where to send the browser so that the identity provider\'s session ends too' })
+}, { description: 'Signed out of the BFF; the provider\'s session is still open' })
+
 const SessionReply = Type.Object({ sub: Type.String(), orgs: Orgs, scope: Scope, expires_at: Type.String({ format: 'date-time' }) })
 
 /** Attributes of the session cookie, wherever a session is set or cleared (password login, SSO). */
@@ -106,12 +110,21 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
     schema: {
       tags: ['auth'],
       summary: 'End the presented session: it is revoked until it expires and the cookie is cleared',
-      response: { 204: Type.Null({ description: 'Signed out' }), ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS, ...BODY_PROBLEMS], { instance: '/auth/logout' }) }
+      description: 'A session from single sign-on answers 200 with `end_session_url` when the identity provider offers RP-initiated logout: ' +
+        'send the browser there to end the provider\'s session too. Every other session answers 204.',
+      response: {
+        200: EndSessionReply,
+        204: Type.Null({ description: 'Signed out' }),
+        ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS, ...BODY_PROBLEMS], { instance: '/auth/logout' })
+      }
     }
   }, async (request, reply) => {
-    app.revocations.revoke(request.session as NonNullable<typeof request.session>, request.sessionToken as string)
+    const session = request.session as NonNullable<typeof request.session>
+    app.revocations.revoke(session, request.sessionToken as string)
     reply.clearCookie(cookieName, cookie)
-    request.log.info({ event: 'logout', sub: request.session?.sub }, 'logout')
+    request.log.info({ event: 'logout', sub: session.sub }, 'logout')
+    const endSessionUrl = app.sso.endSessionUrl(session)
+    if (endSessionUrl !== undefined) return reply.code(200).send({ end_session_url: endSessionUrl })
     return reply.code(204).send(null)
   })
 }

@@ -9,7 +9,6 @@ import { request } from 'undici'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import type { Config } from '../../src/config/config.ts'
-import oidcPlugin from '../../src/auth/oidc/plugin.ts'
 import type { CustomFetch } from '../../src/auth/oidc/provider.ts'
 import { startIdentityProvider, type IdentityProviderOptions, type RunningIdentityProvider } from '../../simulator/identity-provider.ts'
 import { startSimulator, type RunningSimulator } from '../../simulator/simulator.ts'
@@ -84,10 +83,7 @@ function providerFetch (calls: string[], tamper: () => TokenTamper | undefined):
   }
 }
 
-/**
- * The BFF on a free port with SSO against a fresh provider and simulator. Until the app factory
- * registers the SSO plugin itself, it is registered here on the built (not yet ready) app.
- */
+/** The BFF on a free port with SSO against a fresh provider and simulator. */
 export async function startSsoStack (t: Teardown, options: SsoStackOptions = {}): Promise<SsoStack> {
   const watch = new LeakWatch(secrets)
   t.teardown(() => watch.assertClean())
@@ -116,8 +112,7 @@ export async function startSsoStack (t: Teardown, options: SsoStackOptions = {})
   const fetch = providerFetch(providerCalls, () => tamper)
   const logs = captureLines()
   watch.watchLines('log line', logs.lines)
-  const app = await buildApp(config, { logStream: logs.stream })
-  if (!app.hasDecorator('sso')) await app.register(oidcPlugin, { config, fetch, ...(options.now === undefined ? {} : { now: options.now }) })
+  const app = await buildApp(config, { logStream: logs.stream, oidc: { fetch, ...(options.now === undefined ? {} : { now: options.now }) } })
   t.teardown(() => app.close())
   watch.watchServer(app.server)
   await app.listen({ host: '127.0.0.1', port })

@@ -114,6 +114,7 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
     algorithms: (metadata.id_token_signing_alg_values_supported ?? ['RS256']).filter((alg) => alg !== 'none' && !alg.startsWith('HS')),
     now
   })
+  fastify.metrics?.watchStores({ oidc_used_states: usedStates, oidc_logout_jtis: logoutTokens })
   fastify.log.info({ issuer: metadata.issuer, redirect_uri: redirectUri, end_session: metadata.end_session_endpoint !== undefined }, 'SSO enabled')
 
   fastify.decorate('sso', {
