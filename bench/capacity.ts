@@ -101,6 +101,8 @@ interface RunResult {
   runawayRequests: number
   runawayCalls: number
   runawaySharePct: number
+  /** The runaway's upstream calls against emnify's allowance for the simulated minutes of the run. */
+  runawayAllowancePct: number
   passes: boolean
 }
 
@@ -214,6 +216,7 @@ async function main (): Promise<void> {
         runawayRequests: result.runawayRequests,
         runawayCalls: result.runawayCalls,
         runawaySharePct: 100 * result.runawayCalls / Math.max(1, total),
+        runawayAllowancePct: 100 * result.runawayCalls / (EMNIFY_REQUESTS * minutes / 5),
         passes: emnify429 === 0 && successPct >= 99
       }
       return summary
@@ -332,12 +335,12 @@ async function main (): Promise<void> {
 function line (r: RunResult): string {
   return `${r.target.padEnd(11)} N=${String(r.editors).padStart(4)}  actions ${String(r.actions).padStart(6)}  calls/action ${r.callsPerAction.toFixed(2)}  ` +
     `emnify 429s ${String(r.emnify429).padStart(6)}  success ${r.successPct.toFixed(2)} % (worst user ${r.worstUserPct.toFixed(0)} %)  ` +
-    `p50 ${r.p50Ms.toFixed(1)} ms  p99 ${r.p99Ms.toFixed(1)} ms  runaway ${r.runawaySharePct.toFixed(1)} % of calls  ${r.passes ? 'PASS' : 'fail'}  ${JSON.stringify(r.failures)}`
+    `p50 ${r.p50Ms.toFixed(1)} ms  p99 ${r.p99Ms.toFixed(1)} ms  runaway ${r.runawaySharePct.toFixed(1)} % of calls, ${r.runawayAllowancePct.toFixed(0)} % of the allowance  ${r.passes ? 'PASS' : 'fail'}  ${JSON.stringify(r.failures)}`
 }
 
 function markdown (results: RunResult[], setup: { speed: number, minutes: number, orgs: number, contacts: number, load: number }): string {
   const rows = results.map((r) => `| ${r.target} | ${r.editors} | ${r.actions} | ${r.callsPerAction.toFixed(2)} | ${r.emnify429} | ` +
-    `${r.successPct.toFixed(2)} % | ${r.worstUserPct.toFixed(0)} % | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${r.runawaySharePct.toFixed(1)} % | ` +
+    `${r.successPct.toFixed(2)} % | ${r.worstUserPct.toFixed(0)} % | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${r.runawaySharePct.toFixed(1)} % | ${r.runawayAllowancePct.toFixed(0)} % | ` +
     `${Object.entries(r.failures).sort((a, b) => b[1] - a[1]).map(([code, n]) => `${code} ${n}`).join(', ') || '—'} |`)
   const largest = (target: string) => {
     const passing = results.filter((r) => r.target === target && r.passes).map((r) => r.editors)
@@ -348,8 +351,8 @@ function markdown (results: RunResult[], setup: { speed: number, minutes: number
     `${setup.minutes} simulated minutes per run at ${setup.speed}× speed; ${setup.orgs} organisations × ${setup.contacts} contacts; emnify's limit 2,000 per 5 min per IP; ` +
       `runaway ${args.runaway ? `on (${args['runaway-connections']} connections)` : 'off'}; per-session limit ${args['session-limit'] ? 'on' : 'off'}; ${cpus().length} CPUs, load average ${setup.load.toFixed(1)} at the end.`,
     '',
-    '| target | editors | editor actions | upstream calls per action | emnify 429s | editors\' success | worst editor | p50 ms | p99 ms | runaway\'s share of upstream calls | editors\' failures |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| target | editors | editor actions | upstream calls per action | emnify 429s | editors\' success | worst editor | p50 ms | p99 ms | runaway\'s share of upstream calls | runaway\'s calls / emnify\'s allowance | editors\' failures |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows,
     '',
     ...targets.map((t) => `Largest N with zero emnify 429s and ≥ 99 % success (${t}): ${largest(t)}.`)
