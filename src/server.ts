@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, type Config } from './config/config.ts'
+import { checkUpstream, startupMessage, startupSummary } from './logging/startup.ts'
 
 function configOrExit (): Config {
   try {
@@ -52,3 +53,9 @@ try {
   app.log.fatal({ err: error }, 'could not listen')
   process.exit(1)
 }
+
+// One line with what this process is configured to do (never a secret), then one authenticate so
+// that a wrong token or an unreachable emnify shows before the first user meets it.
+const summary = startupSummary(config, app)
+app.log.info(summary, startupMessage(summary))
+checkUpstream(app, config.EMNIFY_API_URL).catch((error: unknown) => app.log.error({ err: error }, 'start-up check failed unexpectedly'))

@@ -83,8 +83,23 @@ interface AjvIssue {
   params: Record<string, unknown>
 }
 
+/** The allowed values of a variable whose schema is a union of literals (LOG_LEVEL). */
+function literals (schema: Record<string, unknown>, variable: string): string[] | undefined {
+  const property = ((schema.properties ?? {}) as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[variable]
+  const values = property?.anyOf?.map((option) => option.const)
+  return values !== undefined && values.length > 0 && values.every((value) => typeof value === 'string') ? values as string[] : undefined
+}
+
+/** Why a list of origins (CORS_ORIGINS, OIDC_RETURN_ORIGINS) has the wrong format, when it is a common slip. */
+function originListReason (value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined
+  const slashed = value.split(',').map((origin) => origin.trim()).find((origin) => /^https?:\/\/[^/?#\s,@]+\/+$/.test(origin))
+  if (slashed !== undefined) return `must list origins without a trailing slash: write ${slashed.replace(/\/+$/, '')}, not ${slashed}`
+  return undefined
+}
+
 /** Turns Ajv's issues into one line per variable, so an operator fixes everything in one go. */
-function describe (issues: AjvIssue[], data: Record<string, unknown>): ConfigError {
+function describe (issues: AjvIssue[], data: Record<string, unknown>, schema: Record<string, unknown> = {}): ConfigError {
   const byVariable = new Map<string, string>()
   for (const issue of issues) {
     const variable = issue.keyword === 'required'
@@ -97,9 +112,12 @@ function describe (issues: AjvIssue[], data: Record<string, unknown>): ConfigErr
     // Nor credentials inside a URL (`https://user:password@host`).
     const text = String(value).replace(/\/\/\S*@/g, '//…@').slice(0, 80)
     const shown = issue.keyword === 'required' || secret || value === undefined ? '' : ` (got ${JSON.stringify(text)})`
+    const allowed = literals(schema, variable)
     const reason = issue.keyword === 'required'
       ? 'is required'
-      : issue.keyword === 'pattern' ? 'has the wrong format' : (issue.message ?? 'is invalid')
+      : allowed !== undefined
+        ? `must be one of ${allowed.join(', ')}`
+        : issue.keyword === 'pattern' ? (originListReason(value) ?? 'has the wrong format') : (issue.message ?? 'is invalid')
     byVariable.set(variable, `${variable} ${reason}${shown}`)
   }
   const variables = [...byVariable.keys()].sort()
@@ -123,12 +141,17 @@ function withoutEmpty (env: Record<string, string | undefined>): Record<string, 
 
 /** `.env` in the working directory, if there is one. */
 function readDotenv (): Record<string, string | undefined> {
+  let text: string
   try {
-    return parseEnv(readFileSync('.env', 'utf8'))
+    text = readFileSync('.env', 'utf8')
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
-    throw error
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return {}
+    // One readable line like every other configuration problem, not a stack trace.
+    const why = code === 'EISDIR' ? 'is a directory, not a file of VARIABLE=value lines' : `cannot be read (${code ?? 'error'})`
+    throw new ConfigError(['.env'], `Invalid configuration: .env in ${process.cwd()} ${why}`)
   }
+  return parseEnv(text)
 }
 
 /** Validates configuration once; every other module receives the typed result. */
@@ -157,7 +180,7 @@ export function loadConfigFor<P extends TProperties> (schema: TObject<P>, option
     if (ajvIssues === undefined) throw error
     issues = [...ajvIssues, ...issues]
   }
-  if (issues.length > 0 || config === undefined) throw describe(issues, data)
+  if (issues.length > 0 || config === undefined) throw describe(issues, data, copy)
   return config
 }
 

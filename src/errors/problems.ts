@@ -97,7 +97,8 @@ export class Problem extends Error {
 
   /** The same failure with a shorter Retry-After, for requests failing fast inside a backoff window. */
   withRetryAfter (seconds: number): Problem {
-    return new Problem(this.code, { detail: this.detail, errors: this.errors, retryAfter: seconds })
+    // The cause stays: logs name what failed (connect refused, timeout) behind the copy too.
+    return new Problem(this.code, { detail: this.detail, errors: this.errors, retryAfter: seconds, cause: this.cause })
   }
 }
 

@@ -9,3 +9,10 @@ t.test('the container HEALTHCHECK probes liveness, so load shedding or a drain n
   t.match(healthcheck, '/health/live')
   t.notMatch(healthcheck, '/health/ready')
 })
+
+t.test('npm start runs the built server directly: no compile step before it, no wrapper between npm and node', async (t) => {
+  const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
+  t.equal(scripts.start, 'node dist/server.js')
+  t.equal(scripts.prestart, undefined, 'no prestart (it compiled on every start)')
+  t.equal(scripts.poststart, undefined)
+})
