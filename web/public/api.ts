@@ -184,8 +184,14 @@ export class BffClient {
     return (await this.#call('GET', '/auth/session')).body as SessionInfo
   }
 
-  async logout (): Promise<void> {
-    await this.#call('POST', '/auth/logout')
+  /**
+   * Ends the session. After single sign-on the BFF may answer where to send the browser so that
+   * the identity provider's session ends too.
+   */
+  async logout (): Promise<{ endSessionUrl: string | undefined }> {
+    const answer = await this.#call('POST', '/auth/logout')
+    const url = (answer.body as { end_session_url?: unknown } | undefined)?.end_session_url
+    return { endSessionUrl: typeof url === 'string' && /^https?:\/\//.test(url) ? url : undefined }
   }
 
   /** Where to send the browser for single sign-on; the BFF comes back to `returnTo`. */

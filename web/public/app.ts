@@ -343,10 +343,12 @@ async function signIn (username: string, password: string): Promise<void> {
 
 ui.signOut.addEventListener('click', () => {
   ui.signOut.disabled = true
-  api.logout().then(() => {
+  api.logout().then(({ endSessionUrl }) => {
     session = null
     current = null
     navigate('#/', 'Signed out.')
+    // Signed in by SSO: the provider's own session ends there, or the next SSO click signs straight back in.
+    if (endSessionUrl !== undefined) location.assign(endSessionUrl)
   }, (error: unknown) => {
     // Already gone is as good as signed out.
     if (error instanceof ApiError && error.status === 401) {
