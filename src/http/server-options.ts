@@ -5,6 +5,7 @@ import type { DestinationStream } from 'pino'
 import type { Config } from '../config/config.ts'
 import { clientErrorResponse, sendProblem, toProblem } from '../errors/handler.ts'
 import { type AccessLog, loggerOptions, requestId } from '../logging/logger.ts'
+import { parseTrustProxy } from './trust-proxy.ts'
 
 /** Inbound connection bounds, ms. */
 export interface ServerTimeouts {
@@ -59,6 +60,8 @@ export function serverOptions ({ config, timeouts, accessLog, security, stamp, l
     http: { connectionsCheckingInterval: timeouts.checkIntervalMs },
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 64 },
+    // X-Forwarded-For is believed only from the configured proxies; per-IP limits then see the client.
+    trustProxy: parseTrustProxy(config.TRUST_PROXY),
     // While closing, keep answering requests on open connections (each response then closes its
     // connection) instead of Fastify's own non-problem 503 body.
     return503OnClosing: false,
