@@ -36,6 +36,8 @@ export interface SsoStackOptions {
   idp?: Partial<IdentityProviderOptions>
   /** The BFF's clock for transactions and logout tokens (ms epoch). */
   now?: () => number
+  /** Another BFF instance in front of the same provider (the fleet); it is not closed here. */
+  provider?: RunningIdentityProvider
 }
 
 export interface SsoStack {
@@ -91,8 +93,8 @@ export async function startSsoStack (t: Teardown, options: SsoStackOptions = {})
   t.teardown(() => sim.close())
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const idp = await startIdentityProvider({ bffUrl: url, ...options.idp })
-  t.teardown(() => idp.close())
+  const idp = options.provider ?? await startIdentityProvider({ bffUrl: url, ...options.idp })
+  if (options.provider === undefined) t.teardown(() => idp.close())
   secrets.add('the OIDC client secret', idp.clientSecret)
   for (const user of idp.users) secrets.add('a password at the identity provider', user.password)
 

@@ -265,7 +265,7 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
         summary: 'OpenID Connect Back-Channel Logout: the provider ends the sessions of one of its sessions or users',
         description: 'Form body `logout_token`. A valid token revokes every BFF session of its `sid` (or of its `sub` when it names no `sid`) issued up to now.',
         response: {
-          200: Type.Null({ description: 'Sessions ended' }),
+          200: Type.Null({ description: 'Sessions ended (empty body)' }),
           ...problemResponses([...COMMON_PROBLEMS, 'VALIDATION_FAILED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'OIDC_PROVIDER_UNAVAILABLE'], { instance: BACKCHANNEL_LOGOUT })
         }
       }
@@ -292,7 +292,8 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
       if (value === undefined) return invalid('sub cannot name a session')
       app.revocations.revokeAll(target.kind, value, Math.floor(now() / 1000))
       request.log.info({ event: 'oidc.backchannel_logout', kind: target.kind, ...(target.kind === 'sub' ? { sub: value } : {}) }, 'sessions ended by the identity provider')
-      return reply.code(200).send(null)
+      // Empty, as the spec's examples answer; a JSON `null` would only confuse a provider's logs.
+      return reply.code(200).send()
     })
   })
 }
