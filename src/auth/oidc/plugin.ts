@@ -292,8 +292,8 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
       if (value === undefined) return invalid('sub cannot name a session')
       app.revocations.revokeAll(target.kind, value, Math.floor(now() / 1000))
       request.log.info({ event: 'oidc.backchannel_logout', kind: target.kind, ...(target.kind === 'sub' ? { sub: value } : {}) }, 'sessions ended by the identity provider')
-      // Empty, as the spec's examples answer; a JSON `null` would only confuse a provider's logs.
-      return reply.code(200).send()
+      // An empty body, as the spec's examples answer (the Null schema would serialise `null`).
+      return reply.code(200).send(undefined as never)
     })
   })
 }
