@@ -248,6 +248,17 @@ async function run (t: Test): Promise<void> {
     t.equal(await page.getByRole('link', { name: 'Alan Turing' }).count(), 0)
   })
 
+  await step('a session that ended elsewhere sends the user to sign in, and back to the same screen after', async (t) => {
+    await context.clearCookies()
+    await page.goto(`${demo.webUrl}/#/org/2`)
+    await alert().getByText('Please sign in again').waitFor()
+    t.match(await alert().textContent(), /Request id: \S+/)
+    await field('Username').fill(demo.user.username)
+    await field('Password').fill(demo.user.password)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.getByRole('heading', { name: 'Contacts of organisation 2' }).waitFor()
+  })
+
   await step('signing out ends the session: a reload shows the sign-in form', async (t) => {
     await page.getByRole('button', { name: 'Sign out' }).click()
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
