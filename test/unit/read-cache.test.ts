@@ -6,9 +6,7 @@ import { represent, type Representation } from '../../src/contacts/representatio
 import { LocalInvalidationBus } from '../../src/state/invalidation-memory.ts'
 
 function deferred<T> () {
-  let resolve!: (value: T) => void
-  let reject!: (error: unknown) => void
-  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
+  const { promise, resolve, reject } = Promise.withResolvers<T>()
   return { promise, resolve, reject }
 }
 
