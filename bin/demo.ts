@@ -80,8 +80,9 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
   const dev = options.dev ?? false
   const dir = await mkdtemp(join(tmpdir(), 'emnify-bff-demo-'))
   const closers: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })]
+  // Last started, first stopped; a second call finds nothing left to stop.
   const close = async () => {
-    for (const closer of closers.reverse()) await closer().catch(() => {})
+    for (let closer = closers.pop(); closer !== undefined; closer = closers.pop()) await closer().catch(() => {})
   }
   try {
     const password = dev ? 'dev-only-demo-password' : randomBytes(12).toString('base64url')
