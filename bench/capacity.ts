@@ -34,6 +34,10 @@ const { values: args } = parseArgs({
     targets: { type: 'string', default: 'bff,passthrough' },
     runaway: { type: 'boolean', default: true },
     'runaway-connections': { type: 'string', default: '4' },
+    // The BFF's budget settings in day-time units (the defaults); scaled like everything else.
+    budget: { type: 'string', default: '1800' },
+    burst: { type: 'string', default: '60' },
+    'queue-timeout-ms': { type: 'string', default: '2000' },
     // Off: the runaway is held by the fair queue alone, not also by RATE_LIMIT_PER_MINUTE.
     'session-limit': { type: 'boolean', default: true },
     quick: { type: 'boolean', default: false },
@@ -169,9 +173,9 @@ async function main (): Promise<void> {
         proc = await startBff(upstream.url, log('bff'), {
           LOG_LEVEL: 'warn',
           // The production defaults, with every time divided by the speed.
-          UPSTREAM_BUDGET_PER_5MIN: String(Math.round(1800 * speed)),
-          UPSTREAM_BUDGET_BURST: '60',
-          UPSTREAM_QUEUE_TIMEOUT_MS: String(Math.max(1, Math.round(scaled(2000)))),
+          UPSTREAM_BUDGET_PER_5MIN: String(Math.round(number('budget') * speed)),
+          UPSTREAM_BUDGET_BURST: String(Math.round(number('burst'))),
+          UPSTREAM_QUEUE_TIMEOUT_MS: String(Math.max(1, Math.round(scaled(number('queue-timeout-ms'))))),
           // The limiter's window is one real minute whatever the speed: over a run shorter than that,
           // a session may make what the default (60 a minute) allows it over the simulated minutes.
           RATE_LIMIT_PER_MINUTE: args['session-limit'] ? String(Math.round(60 * Math.min(speed, minutes))) : '1000000',
@@ -349,7 +353,8 @@ function markdown (results: RunResult[], setup: { speed: number, minutes: number
   const targets = [...new Set(results.map((r) => r.target))]
   return [
     `${setup.minutes} simulated minutes per run at ${setup.speed}× speed; ${setup.orgs} organisations × ${setup.contacts} contacts; emnify's limit 2,000 per 5 min per IP; ` +
-      `runaway ${args.runaway ? `on (${args['runaway-connections']} connections)` : 'off'}; per-session limit ${args['session-limit'] ? 'on' : 'off'}; ${cpus().length} CPUs, load average ${setup.load.toFixed(1)} at the end.`,
+      `runaway ${args.runaway ? `on (${args['runaway-connections']} connections)` : 'off'}; per-session limit ${args['session-limit'] ? 'on' : 'off'}; ` +
+      `BFF budget ${args.budget} per 5 min, burst ${args.burst}, queue timeout ${args['queue-timeout-ms']} ms (day time); ${cpus().length} CPUs, load average ${setup.load.toFixed(1)} at the end.`,
     '',
     '| target | editors | editor actions | upstream calls per action | emnify 429s | editors\' success | worst editor | p50 ms | p99 ms | runaway\'s share of upstream calls | runaway\'s calls / emnify\'s allowance | editors\' failures |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
