@@ -286,6 +286,21 @@ async function run (t: Test): Promise<void> {
     await id.press('Enter')
     await operator.getByRole('heading', { name: 'Contacts of organisation 2' }).waitFor()
     t.same(await operator.getByRole('table').getByRole('link').allTextContents(), ['Katherine Johnson'])
+
+    await id.fill('99')
+    await id.press('Enter')
+    await operator.getByRole('alert').getByText('Organisation not found').waitFor()
+    t.match(await operator.getByRole('alert').textContent(), /emnify knows no organisation 99[\s\S]*Request id: \S+/)
+  }, operator)
+
+  await step('an organisation without contacts says so and offers to create one', async (t) => {
+    const token = mintSession(demo.config, { sub: 'cleaner', orgs: [2], ttlS: 300 }).token
+    const gone = await fetch(`${demo.bffUrl}/api/v1/organisation/2/contact/10`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
+    t.equal(gone.status, 204)
+    await operator.goto(`${demo.webUrl}/#/org/2`)
+    await operator.getByText('No contacts in this organisation yet.').waitFor()
+    t.ok(await operator.getByRole('table').isHidden(), 'no empty table')
+    t.equal(await operator.getByRole('link', { name: 'New contact' }).getAttribute('href'), '#/org/2/new')
   }, operator)
 
   const localhost = await browser.newContext()

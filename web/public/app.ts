@@ -237,7 +237,11 @@ function render (): void {
       return
     }
     case 'list':
-      renderList(route.org).catch((error: unknown) => fail(error, 'show the contacts', [{ label: 'Try again', run: render }]))
+      renderList(route.org).catch((error: unknown) => {
+        // On the list, emnify's 404 is about the organisation, not a contact.
+        if (error instanceof ApiError && error.code === 'CONTACT_NOT_FOUND') showFailure('Organisation not found', `emnify knows no organisation ${route.org}.`, error.requestId)
+        else fail(error, 'show the contacts', [{ label: 'Try again', run: render }])
+      })
       return
     case 'contact':
       renderContact(route.org, route.id).catch((error: unknown) => fail(error, 'show the contact', [{ label: 'Try again', run: render }]))
