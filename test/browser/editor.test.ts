@@ -293,12 +293,17 @@ async function run (t: Test): Promise<void> {
     t.match(await operator.getByRole('alert').textContent(), /emnify knows no organisation 99[\s\S]*Request id: \S+/)
   }, operator)
 
-  await step('an organisation without contacts says so and offers to create one', async (t) => {
+  await step('an organisation without contacts shows loading, then says it is empty and offers to create one', async (t) => {
     const token = mintSession(demo.config, { sub: 'cleaner', orgs: [2], ttlS: 300 }).token
     const gone = await fetch(`${demo.bffUrl}/api/v1/organisation/2/contact/10`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
     t.equal(gone.status, 204)
+    // emnify answers slowly once, so the loading state is on screen before the answer.
+    demo.sim.setFault({ operation: 'list_contacts', kind: 'delay', ms: 1000, times: 1 })
+    t.teardown(() => demo.sim.clearFaults())
     await operator.goto(`${demo.webUrl}/#/org/2`)
+    await operator.getByText('Loading contacts…').waitFor()
     await operator.getByText('No contacts in this organisation yet.').waitFor()
+    t.ok(await operator.getByText('Loading contacts…').isHidden(), 'the loading state ends with the answer')
     t.ok(await operator.getByRole('table').isHidden(), 'no empty table')
     t.equal(await operator.getByRole('link', { name: 'New contact' }).getAttribute('href'), '#/org/2/new')
   }, operator)
