@@ -11,6 +11,7 @@ import { Problem } from './errors/problems.ts'
 import cors from './http/cors.ts'
 import jsonBody from './http/json-body.ts'
 import methodNotAllowed from './http/method-not-allowed.ts'
+import pipelining from './http/pipelining.ts'
 import responseHeaders, { headerStamp } from './http/response-headers.ts'
 import { serverOptions, serverTimeouts, type ServerTimeouts } from './http/server-options.ts'
 import { AccessLog } from './logging/logger.ts'
@@ -70,6 +71,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute)
 
   await app.register(responseHeaders, { stamp, accessLog })
+  // Before every other hook: a pipelined request runs only once it can still be answered.
+  await app.register(pipelining)
   await app.register(jsonBody)
   await app.register(errorsPlugin)
   await app.register(methodNotAllowed)
