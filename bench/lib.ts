@@ -6,7 +6,7 @@ import { createServer, connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { request } from 'undici'
+import { Pool, request } from 'undici'
 import { loadConfig } from '../src/config/config.ts'
 import { createSigner } from 'fast-jwt'
 import { newSessionPayload, sessionSignOptions } from '../src/session/claims.ts'
@@ -17,6 +17,17 @@ export const APPLICATION_TOKEN = 'bench-application-token'
 export const SECRET = 'bench-session-secret-0123456789abcdef'
 export const CONTACT_PATH = '/api/v1/organisation/1/contact/1'
 export const PATCH_BODY = JSON.stringify({ name: 'Operations desk', email: 'ops@example.com', phone: '+49 30 1234567', city: 'Berlin' })
+export const LIST_PATH = '/api/v1/organisation/1/contact'
+
+/** One request shape, sent the same way to every target. */
+export interface Load {
+  method: 'PATCH' | 'GET'
+  path: string
+  body?: string
+}
+
+export const PATCH_LOAD: Load = { method: 'PATCH', path: CONTACT_PATH, body: PATCH_BODY }
+export const LIST_LOAD: Load = { method: 'GET', path: LIST_PATH }
 
 const CLOCK_TICKS_PER_S = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
 const PAGE_BYTES = Number(spawnSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).stdout.trim()) || 4096
@@ -127,17 +138,67 @@ export async function startProxy (name: 'floor' | 'reply-from', upstreamUrl: str
   return startProcess(name, [...nodeArgs, `bench/${name}.ts`], { UPSTREAM: upstreamUrl, PORT: String(port) }, port, logFile)
 }
 
-/** autocannon on the contact PATCH, the same request for every target. */
-export function drive (url: string, authorization: string, seconds: number, connections: number): Promise<autocannon.Result> {
+/** autocannon on one request shape (the contact PATCH unless told), the same for every target. */
+export function drive (url: string, authorization: string, seconds: number, connections: number, load: Load = PATCH_LOAD): Promise<autocannon.Result> {
   return autocannon({
-    url: url + CONTACT_PATH,
-    method: 'PATCH',
-    headers: { authorization, 'content-type': 'application/json' },
-    body: PATCH_BODY,
+    url: url + load.path,
+    method: load.method,
+    headers: load.body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' },
+    ...(load.body === undefined ? {} : { body: load.body }),
     connections,
     pipelining: 1,
     duration: seconds
   })
+}
+
+export interface PacedResult {
+  sent: number
+  errors: number
+  /** Latency percentiles in milliseconds, microsecond resolution (autocannon's are whole ms). */
+  p50: number
+  p90: number
+  p99: number
+  max: number
+}
+
+/**
+ * Open-loop load at a fixed rate: requests leave on schedule whether or not earlier ones have
+ * answered, so a slow answer cannot hide the ones queued behind it. Each latency is measured
+ * from the moment its request was due to the end of its body.
+ */
+export async function paced (url: string, authorization: string, ratePerS: number, seconds: number, load: Load = PATCH_LOAD): Promise<PacedResult> {
+  const pool = new Pool(url, { connections: 32, pipelining: 1 })
+  const headers: Record<string, string> = load.body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' }
+  const latencies: number[] = []
+  let errors = 0
+  let sent = 0
+  const total = Math.round(ratePerS * seconds)
+  const pending: Array<Promise<void>> = []
+  const start = performance.now()
+  const one = async (due: number): Promise<void> => {
+    try {
+      const answer = await pool.request({ method: load.method, path: load.path, headers, body: load.body })
+      await answer.body.dump()
+      if (answer.statusCode >= 400) errors++
+      latencies.push(performance.now() - due)
+    } catch {
+      errors++
+    }
+  }
+  while (sent < total) {
+    const now = performance.now()
+    const due = Math.min(total, Math.floor((now - start) * ratePerS / 1000) + 1)
+    while (sent < due) {
+      pending.push(one(start + sent * 1000 / ratePerS))
+      sent++
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, 1))
+  }
+  await Promise.all(pending)
+  await pool.close()
+  latencies.sort((a, b) => a - b)
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+  return { sent, errors, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN }
 }
 
 export function buildProduction (): void {
@@ -168,7 +229,7 @@ export async function upstreamToken (upstreamUrl: string): Promise<string> {
   return body.auth_token
 }
 
-export interface UpstreamCounters { authenticate: number, patch_contact: number, unauthorized: number, total: number }
+export interface UpstreamCounters { authenticate: number, patch_contact: number, list_contacts: number, unauthorized: number, total: number }
 
 export async function upstreamCounters (upstreamUrl: string): Promise<UpstreamCounters> {
   const response = await request(`${upstreamUrl}/_sim/calls?operation=authenticate`)

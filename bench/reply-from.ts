@@ -1,5 +1,5 @@
 // The generic-proxy reference: Fastify with @fastify/reply-from, configured as its README shows,
-// forwarding the one contact route. No session, no validation, no token exchange: the client
+// forwarding the contact PATCH and the contact list GET. No session, no validation, no token exchange: the client
 // sends the upstream auth_token itself. Usage: UPSTREAM=… PORT=3002 node bench/reply-from.ts
 import Fastify from 'fastify'
 import replyFrom from '@fastify/reply-from'
@@ -13,6 +13,9 @@ await app.register(replyFrom, { base: upstream, undici: { connections: 64, pipel
 app.removeAllContentTypeParsers()
 app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
 app.patch('/api/v1/organisation/:org_id/contact/:contact_id', (request, reply) => {
+  return reply.from(request.url)
+})
+app.get('/api/v1/organisation/:org_id/contact', (request, reply) => {
   return reply.from(request.url)
 })
 await app.listen({ host: '127.0.0.1', port })
