@@ -12,9 +12,16 @@ declare module 'fastify' {
 export type HeaderStamp = (request: FastifyRequest, reply: FastifyReply) => void
 
 /** Every answer carries these; also called where hooks do not run (router-level errors). */
-export function headerStamp (security: Record<string, string>): HeaderStamp {
+export function headerStamp (security: Readonly<Record<string, string>>): HeaderStamp {
+  // nosniff on every answer even if a caller's block lacks it; the pairs are laid out once.
+  const block = Object.entries({ 'x-content-type-options': 'nosniff', ...security })
+  const count = block.length
   return (request, reply) => {
-    reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').headers(security)
+    reply.header('x-request-id', request.id)
+    for (let i = 0; i < count; i++) {
+      const pair = block[i] as [string, string]
+      reply.header(pair[0], pair[1])
+    }
   }
 }
 
