@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { LoggerOptions, DestinationStream } from 'pino'
+import pino, { type LoggerOptions, type DestinationStream } from 'pino'
 import type { UpstreamContext } from '../upstream/context.ts'
 
 declare module 'fastify' {
@@ -32,7 +32,77 @@ export const REDACT_PATHS = [
   'EMNIFY_APPLICATION_TOKEN'
 ]
 
-export function loggerOptions (level: string, stream?: DestinationStream): LoggerOptions & { stream?: DestinationStream } {
+/** Where a TurnBuffer writes: a synchronous destination (pino's sonic-boom with `sync: true`). */
+export interface LineSink {
+  write: (data: string) => unknown
+}
+
+/** Bytes a turn may gather before they are written at once, so the buffer stays bounded. */
+export const TURN_BUFFER_MAX_BYTES = 16 * 1024
+
+/**
+ * Log lines gathered for the rest of the event-loop turn and written together, once, at its end
+ * (setImmediate), instead of one synchronous write per line: a request's access line and audit
+ * record, and those of every other request answered in the same turn, cost one system call.
+ * Bounded: at TURN_BUFFER_MAX_BYTES the buffer is written at once. Error and fatal lines are
+ * written at once (a crash often follows them), and the rest on process exit, which
+ * close-with-grace reaches on SIGTERM, SIGINT and uncaught errors. What a SIGKILL or an OOM kill
+ * loses is the current turn's lines only; SECURITY.md states the trade-off.
+ */
+export class TurnBuffer implements DestinationStream {
+  readonly #sink: LineSink
+  readonly #maxBytes: number
+  #pending = ''
+  #scheduled = false
+  readonly #endOfTurn = (): void => {
+    this.#scheduled = false
+    this.flushSync()
+  }
+
+  constructor (sink: LineSink, maxBytes = TURN_BUFFER_MAX_BYTES) {
+    this.#sink = sink
+    this.#maxBytes = maxBytes
+  }
+
+  write (line: string): void {
+    this.#pending += line
+    // pino writes `{"level":<n>` first; 50 and 60 are error and fatal.
+    if (this.#pending.length >= this.#maxBytes || line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
+      this.flushSync()
+    } else if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(this.#endOfTurn)
+    }
+  }
+
+  /** Writes what is gathered now, synchronously. */
+  flushSync (): void {
+    if (this.#pending === '') return
+    const data = this.#pending
+    this.#pending = ''
+    this.#sink.write(data)
+  }
+
+  /** pino's logger.flush() calls this. */
+  flush (callback?: (error?: Error) => void): void {
+    this.flushSync()
+    callback?.()
+  }
+}
+
+let stdoutBuffer: TurnBuffer | undefined
+
+/** The process's one stdout log buffer, written out on exit (one exit listener however many apps). */
+export function stdoutLines (): TurnBuffer {
+  if (stdoutBuffer === undefined) {
+    const buffer = new TurnBuffer(pino.destination({ dest: 1, sync: true }))
+    process.on('exit', () => buffer.flushSync())
+    stdoutBuffer = buffer
+  }
+  return stdoutBuffer
+}
+
+export function loggerOptions (level: string, stream?: DestinationStream): LoggerOptions & { stream: DestinationStream } {
   return {
     level,
     base: { service: 'emnify-bff' },
@@ -41,7 +111,7 @@ export function loggerOptions (level: string, stream?: DestinationStream): Logge
     serializers: {
       req: (req: { method: string, url: string }) => ({ method: req.method, url: req.url })
     },
-    ...(stream === undefined ? {} : { stream })
+    stream: stream ?? stdoutLines()
   }
 }
 
