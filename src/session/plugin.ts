@@ -4,6 +4,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/config.ts'
 import { Revocations } from './revocations.ts'
+import { VerifiedSessions } from './verification-cache.ts'
 import { headerLines } from '../protection/header-lines.ts'
 import { Problem } from '../errors/problems.ts'
 import {
@@ -62,25 +63,36 @@ async function sessionPlugin (app: FastifyInstance, { config, onReject, revocati
   await app.register(fastifyJwt, {
     secret: config.SESSION_SECRET,
     sign: sessionSignOptions(config),
-    verify: sessionVerifyOptions(config)
+    // VerifiedSessions below answers repeats without hashing the token; fast-jwt's own cache
+    // would only add a SHA-256 and a second copy to every first verification.
+    verify: { ...sessionVerifyOptions(config), cache: false }
   })
 
   app.decorateRequest('session', null)
   app.decorateRequest('sessionToken', null)
   app.decorate('revocations', revocations)
+  const verified = new VerifiedSessions()
+  app.metrics?.watchStores({ verified_sessions: verified })
 
   function verify (token: string): SessionClaims {
     if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('Session token is too large')
-    if (!hasCanonicalSignature(token)) throw unauthenticated('Session is invalid or expired')
-    let payload: unknown
-    try {
-      payload = app.jwt.verify(token)
-    } catch {
-      throw unauthenticated('Session is invalid or expired')
+    const now = Date.now()
+    let claims = verified.get(token, now)
+    if (claims === undefined) {
+      if (!hasCanonicalSignature(token)) throw unauthenticated('Session is invalid or expired')
+      let payload: unknown
+      try {
+        payload = app.jwt.verify(token)
+      } catch {
+        throw unauthenticated('Session is invalid or expired')
+      }
+      if (!isSessionClaims(payload, now)) throw unauthenticated('Session claims are invalid')
+      verified.set(token, payload)
+      claims = payload
     }
-    if (!isSessionClaims(payload, Date.now())) throw unauthenticated('Session claims are invalid')
-    if (app.revocations.has(payload, token)) throw unauthenticated('Session has ended')
-    return payload
+    // Every request, cached or not: a logout ends the session at once.
+    if (app.revocations.has(claims, token)) throw unauthenticated('Session has ended')
+    return claims
   }
 
   /**
