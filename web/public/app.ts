@@ -492,7 +492,8 @@ function fillTypeSelect (selected: number | undefined, editing: boolean): void {
   select.value = selected === undefined ? '' : String(selected)
   // emnify documents that a contact's type cannot be changed after creation.
   select.disabled = editing
-  setHint('type', editing ? 'The type cannot be changed after creation.' : '')
+  select.required = !editing
+  setHint('type', editing ? 'The type cannot be changed after creation.' : 'Required; it cannot be changed later.')
 }
 
 function fillCountrySelect (selected: Contact['country']): void {
