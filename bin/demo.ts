@@ -15,6 +15,7 @@ import { loadConfig, type Config } from '../src/config/config.ts'
 import { mintSession } from '../src/session/mint.ts'
 import { hashPassword } from '../src/users/password.ts'
 import { DEFAULT_APPLICATION_TOKEN, startSimulator, type RunningSimulator } from '../simulator/simulator.ts'
+import { startIdentityProvider, type RunningIdentityProvider } from '../simulator/identity-provider.ts'
 import { startWebServer, type WebServer } from '../web/serve.ts'
 
 export interface DemoOptions {
@@ -34,6 +35,8 @@ export interface DemoOptions {
   env?: Record<string, string>
   /** More users-file users besides the demo user (tests add one with every organisation). */
   extraUsers?: DemoUser[]
+  /** Start the demo OpenID Provider on this port (0 = a free one) and sign in with SSO through it; needs a fixed bffPort. */
+  idpPort?: number
 }
 
 export interface DemoUser {
@@ -53,6 +56,8 @@ export interface Demo {
   config: Config
   /** The users-file user the editor signs in with (organisations 1 and 2). */
   user: { username: string, password: string }
+  /** The demo OpenID Provider, when started (`idpPort`). */
+  idp: RunningIdentityProvider | undefined
   close: () => Promise<void>
 }
 
@@ -96,6 +101,20 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
     })
     closers.push(() => web.close())
 
+    let idp: RunningIdentityProvider | undefined
+    let sso: Record<string, string> = {}
+    if (options.idpPort !== undefined) {
+      // The provider registers the BFF's redirect URI, so the BFF's port must be known first.
+      const publicUrl = `http://${HOST}:${options.bffPort ?? 3000}`
+      if (options.bffPort === 0) throw new Error('the demo identity provider needs a fixed BFF port')
+      const started = await startIdentityProvider({ host: HOST, port: options.idpPort, bffUrl: publicUrl }).catch((error: Error) => {
+        throw new DemoListenError('IDP_PORT', `${HOST}:${options.idpPort}`, error)
+      })
+      closers.push(() => started.close())
+      idp = started
+      sso = { OIDC_ISSUER: started.issuer, OIDC_CLIENT_ID: started.clientId, OIDC_CLIENT_SECRET: started.clientSecret, PUBLIC_URL: publicUrl, OIDC_SCOPE_CLAIM: 'emnify_scope' }
+    }
+
     const config = loadConfig({
       env: {
         HOST,
@@ -113,6 +132,7 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
         // One person on a laptop: load shedding would only turn a busy machine (or start-up) into 503s.
         MAX_EVENT_LOOP_DELAY_MS: '0',
         MAX_EVENT_LOOP_UTILIZATION: '0',
+        ...sso,
         ...options.env
       }
     })
@@ -129,11 +149,27 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
     const address = app.server.address()
     const bffUrl = `http://${HOST}:${typeof address === 'object' && address !== null ? address.port : config.PORT}`
     web.bffOrigin = bffUrl
-    return { bffUrl, webUrl: web.url, sim, app, web, config, user: { username: DEMO_USERNAME, password }, close }
+    return { bffUrl, webUrl: web.url, sim, app, web, config, user: { username: DEMO_USERNAME, password }, idp, close }
   } catch (error) {
     await close()
     throw error
   }
+}
+
+/** The SSO lines of what the demo prints, when it runs its own identity provider. */
+function ssoInstructions (demo: Demo): string {
+  const idp = demo.idp
+  if (idp === undefined) return ''
+  const user = (name: string) => idp.users.find((candidate) => candidate.username === name)
+  const alice = user('alice')
+  const carol = user('carol')
+  const bob = user('bob')
+  return `
+  Identity provider  ${idp.issuer}      "Sign in with SSO" on the editor, as  ${alice?.username}  /  ${alice?.password}
+                     (${carol?.username} / ${carol?.password} may only read; ${bob?.username} / ${bob?.password} has no organisations)
+                     sign out there, and back-channel logout ends the BFF session:
+                     ${idp.issuer}/session/end?client_id=${idp.clientId}
+`
 }
 
 /** What the demo prints: the page, the user, and one curl command per contact operation. */
@@ -146,7 +182,7 @@ export function instructions (demo: Demo, token: string): string {
   emnify BFF         ${demo.bffUrl}
   Contact editor     ${demo.webUrl}      open this, sign in as  ${demo.user.username}  /  ${demo.user.password}
                      (keep 127.0.0.1: the session cookie is SameSite=Strict, and localhost is another site)
-
+${ssoInstructions(demo)}
   From a shell, with a minted session (valid 1 h, organisations 1 and 2):
 
 export BFF=${demo.bffUrl}
@@ -196,6 +232,7 @@ async function main (): Promise<void> {
     bffPort: port('PORT', 3000),
     webPort: port('WEB_PORT', 5173),
     simPort: port('SIM_PORT', 0),
+    idpPort: port('IDP_PORT', 0),
     logLevel: process.env.LOG_LEVEL,
     logStream
   })
