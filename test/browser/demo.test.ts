@@ -48,6 +48,9 @@ t.test('the demo prints the page, the user and curl commands that work as pasted
   t.ok((password ?? '').length >= 12, 'a password long enough for the users file')
   t.equal((await fetch(pageUrl as string)).status, 200, 'the page is served')
   t.match(out, /localhost is another site/, 'says why the address matters')
+  const bffUrl = /^export BFF=(\S+)$/m.exec(out)?.[1] as string
+  const health = await fetch(`${bffUrl}/health/live`)
+  t.match(health.headers.get('content-security-policy'), /^default-src 'none'/, 'the BFF keeps its own strict CSP beside the page')
 
   const exports = out.split('\n').filter((line) => line.startsWith('export ')).join('\n')
   const printed = commands(out)
