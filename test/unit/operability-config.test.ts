@@ -9,7 +9,7 @@ t.test('operability variables have the documented defaults', async (t) => {
   t.equal(config.DOCS_ENABLED, true)
   t.equal(config.METRICS_ENABLED, true)
   t.equal(config.METRICS_PORT, undefined)
-  t.equal(config.RATE_LIMIT_PER_MINUTE, 600)
+  t.equal(config.RATE_LIMIT_PER_MINUTE, 60, 'at most half of the default upstream budget for one session')
   t.equal(config.MAX_EVENT_LOOP_DELAY_MS, 1000)
   t.equal(config.MAX_EVENT_LOOP_UTILIZATION, 0.98)
 })
