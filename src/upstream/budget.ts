@@ -2,6 +2,7 @@
 // behind the BFF, so the BFF spends it for them through a token bucket, fairly across sessions.
 // Sizing and the reasoning behind the defaults: README, "Sizing the upstream budget".
 import { randomUUID } from 'node:crypto'
+import { Type, type Static } from 'typebox'
 import { Problem } from '../errors/problems.ts'
 import { ClientGoneError } from './emnify-client.ts'
 
@@ -599,6 +600,29 @@ const UNLIMITED: UpstreamBudget = {
 export function createUpstreamBudget (options: UpstreamBudgetOptions): UpstreamBudget {
   if (options.perFiveMinutes === 0) return UNLIMITED
   return new FairBudget(options)
+}
+
+/** The budget in `GET /health/ready`'s body (informative: it never changes the status). */
+export const BudgetStatusSchema = Type.Object({
+  mode: Type.Union([Type.Literal('unlimited'), Type.Literal('local'), Type.Literal('shared'), Type.Literal('fallback')]),
+  per_five_minutes: Type.Integer({ description: 'UPSTREAM_BUDGET_PER_5MIN; 0 = unlimited' }),
+  capacity: Type.Integer({ description: 'UPSTREAM_BUDGET_BURST' }),
+  tokens: Type.Integer({ description: 'tokens free now' }),
+  waiting: Type.Integer({ description: 'calls waiting for a token on this instance' }),
+  paused_for_ms: Type.Integer({ description: 'spending paused after an emnify 429 for this long' }),
+  instances: Type.Integer({ description: 'instances sharing the budget (1 without Redis)' })
+}, { description: 'The upstream budget' })
+
+export function budgetStatus (snapshot: BudgetSnapshot): Static<typeof BudgetStatusSchema> {
+  return {
+    mode: snapshot.mode,
+    per_five_minutes: snapshot.perFiveMinutes,
+    capacity: snapshot.capacity,
+    tokens: snapshot.tokens,
+    waiting: snapshot.waiting,
+    paused_for_ms: snapshot.pausedForMs,
+    instances: snapshot.instances
+  }
 }
 
 /** The start-up line's words for a budget. */

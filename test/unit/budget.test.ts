@@ -1,8 +1,9 @@
 import t from 'tap'
 import { Problem } from '../../src/errors/problems.ts'
 import { ClientGoneError } from '../../src/upstream/emnify-client.ts'
+import { Value } from 'typebox/value'
 import {
-  createUpstreamBudget, describeBudget, TokenBucket,
+  BudgetStatusSchema, budgetStatus, createUpstreamBudget, describeBudget, TokenBucket,
   type BudgetRejection, type BudgetStore, type LeaseAnswer, type LeaseRequest, type UpstreamBudgetOptions
 } from '../../src/upstream/budget.ts'
 import { fakeClock, FakeInbound, flush, track, type FakeClock } from './budget-helpers.ts'
@@ -236,6 +237,19 @@ t.test('closing refuses every waiting call and leaves no timer', async (t) => {
   await flush()
   t.equal(after.state, 'rejected', 'nothing is queued after close')
   t.equal(describeBudget({ tokens: 0, capacity: 60, perFiveMinutes: 1800, waiting: 0, pausedForMs: 0, mode: 'local', instances: 1 }), '1800 per 5 min, burst 60')
+  t.equal(describeBudget({ tokens: 0, capacity: 60, perFiveMinutes: 1800, waiting: 0, pausedForMs: 0, mode: 'shared', instances: 3 }), '1800 per 5 min, burst 60, shared by 3 instance(s)')
+})
+
+t.test('the readiness body shows the budget as it is now', async (t) => {
+  const clock = fakeClock()
+  const { budget } = budgetOn(clock, { perFiveMinutes: 1800, burst: 60 })
+  budget.take('alice')
+  budget.pause(1500)
+  const status = budgetStatus(budget.snapshot())
+  t.same(status, { mode: 'local', per_five_minutes: 1800, capacity: 60, tokens: 0, waiting: 0, paused_for_ms: 1500, instances: 1 })
+  t.ok(Value.Check(BudgetStatusSchema, status), 'matches its schema')
+  t.ok(Value.Check(BudgetStatusSchema, budgetStatus(createUpstreamBudget({ perFiveMinutes: 0, burst: 1, queueTimeoutMs: 0 }).snapshot())), 'unlimited too')
+  budget.close()
 })
 
 t.test('a flood of subs and calls leaves nothing behind once it has passed', async (t) => {
