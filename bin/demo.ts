@@ -6,6 +6,7 @@
 // Tests import startDemo() to drive the same stack on free ports.
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -73,6 +74,15 @@ export class DemoListenError extends Error {
 const HOST = '127.0.0.1'
 export const DEMO_USERNAME = 'demo'
 
+/** A port that was free a moment ago. */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, HOST, resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
 /** Writes a users file, the passwords hashed exactly as `npm run user:add` does. */
 async function writeUsersFile (dir: string, users: DemoUser[]): Promise<string> {
   const file = join(dir, 'users.json')
@@ -103,10 +113,10 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
 
     let idp: RunningIdentityProvider | undefined
     let sso: Record<string, string> = {}
+    // The provider registers the BFF's redirect URI, so "any free port" must be chosen up front.
+    const bffPort = options.bffPort === 0 && options.idpPort !== undefined ? await freePort() : options.bffPort ?? 3000
     if (options.idpPort !== undefined) {
-      // The provider registers the BFF's redirect URI, so the BFF's port must be known first.
-      const publicUrl = `http://${HOST}:${options.bffPort ?? 3000}`
-      if (options.bffPort === 0) throw new Error('the demo identity provider needs a fixed BFF port')
+      const publicUrl = `http://${HOST}:${bffPort}`
       const started = await startIdentityProvider({ host: HOST, port: options.idpPort, bffUrl: publicUrl }).catch((error: Error) => {
         throw new DemoListenError('IDP_PORT', `${HOST}:${options.idpPort}`, error)
       })
@@ -118,7 +128,7 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
     const config = loadConfig({
       env: {
         HOST,
-        PORT: String(options.bffPort ?? 3000),
+        PORT: String(bffPort),
         LOG_LEVEL: options.logLevel ?? 'info',
         EMNIFY_API_URL: sim.url,
         EMNIFY_APPLICATION_TOKEN: DEFAULT_APPLICATION_TOKEN,
