@@ -5,6 +5,24 @@ import { createUpstreamBudget, type UpstreamBudget, type UpstreamBudgetOptions }
 import { createRedisBudgetStore } from '../../src/upstream/budget-redis.ts'
 import { flush, track } from './budget-helpers.ts'
 
+t.test('an answer the lease script cannot have given is a store failure, not a grant', async (t) => {
+  const answers: unknown[] = [['1', '2'], [-1, 0, 0, 0, 1], 'OK']
+  const fake = {
+    status: 'ready',
+    defineCommand (name: string) {
+      (fake as unknown as Record<string, unknown>)[name] = async () => answers.shift()
+    }
+  }
+  const store = createRedisBudgetStore(fake as unknown as Redis, { prefix: 'x:' })
+  t.equal(store.reachable, true)
+  const request = { want: 1, capacity: 1, perFiveMinutes: 1, pauseMs: 0, instance: 'i' }
+  await t.rejects(store.lease(request), /unexpected answer/)
+  await t.rejects(store.lease(request), /unexpected answer/)
+  await t.rejects(store.lease(request), /unexpected answer/)
+  fake.status = 'reconnecting'
+  t.equal(store.reachable, false, 'reachable follows the client')
+})
+
 const missing = redisMissing()
 if (missing !== undefined) {
   t.comment(missing)
