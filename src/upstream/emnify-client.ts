@@ -23,6 +23,8 @@ export interface EmnifyClientOptions {
   budget?: CallBudget
   /** Overrides for tests (clock, jitter, backoff) and the shared token of a fleet. */
   tokenCache?: Partial<ConstructorParameters<typeof TokenCache>[0]>
+  /** Configured secrets besides the application token that no upstream message may echo. */
+  secrets?: readonly string[]
 }
 
 /**
@@ -53,8 +55,10 @@ export class EmnifyClient {
   readonly #authBody: string
   readonly #userAgent: string
   readonly #budget: CallBudget | undefined
+  readonly #secrets: readonly string[]
 
   constructor (options: EmnifyClientOptions) {
+    this.#secrets = [options.applicationToken, ...(options.secrets ?? [])]
     this.#http = new UpstreamHttp({ origin: options.origin, timeoutMs: options.timeoutMs, observe: options.observe })
     this.#authBody = JSON.stringify({ application_token: options.applicationToken })
     this.#userAgent = options.userAgent
@@ -149,7 +153,7 @@ export class EmnifyClient {
       if (response.status === 429) {
         this.#budget?.pause(retryAfterSeconds(response.headers['retry-after'], DEFAULT_429_PAUSE_MS / 1000) * 1000)
       }
-      throw problemForStatus(response, op.notFound)
+      throw problemForStatus(response, op.notFound, this.#secrets)
     }
   }
 

@@ -34,6 +34,7 @@ async function upstream (app: FastifyInstance, { config, budgetStore, tokenCache
   const client = new EmnifyClient({
     origin: config.EMNIFY_API_URL,
     applicationToken: config.EMNIFY_APPLICATION_TOKEN,
+    secrets: [config.SESSION_SECRET, ...(config.OIDC_CLIENT_SECRET === undefined ? [] : [config.OIDC_CLIENT_SECRET])],
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     userAgent: USER_AGENT,
     tokenCache,

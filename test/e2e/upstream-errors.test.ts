@@ -145,6 +145,17 @@ t.test('upstream validation messages reach the frontend only as known field mess
   await assertUpstreamCalls(t, stack, { authenticate: 1, patch_contact: 1 })
 })
 
+t.test('an upstream message is never shown when it holds a configured secret, even one made of plain words', async (t) => {
+  const token = 'correct horse battery staple'
+  const stack = await startStack(t, { env: { EMNIFY_APPLICATION_TOKEN: token }, simulator: { applicationTokens: [token] } })
+  const reply = await patchWith(stack, { kind: 'status', status: 422, body: { message: 'Validation failed', errors: [{ message: `name: ${token}` }, { message: `city: ${stack.config.SESSION_SECRET}` }] } })
+  const body = assertProblem(t, stack, reply, { status: 422, code: 'UPSTREAM_VALIDATION_FAILED' }, [token, stack.config.SESSION_SECRET])
+  t.same(body.errors, [
+    { pointer: '/name', detail: 'emnify rejected this value', in: 'upstream' },
+    { pointer: '/city', detail: 'emnify rejected this value', in: 'upstream' }
+  ])
+})
+
 for (const status of [500, 502, 504, 501]) {
   t.test(`upstream ${status} becomes UPSTREAM_ERROR and the PATCH is not re-sent`, async (t) => {
     const stack = await startStack(t)
