@@ -65,7 +65,7 @@ export function shareRevocations (revocations: Revocations, redis: SharedRedis, 
     try {
       entries = await redis.client.zrange(key, now(), '+inf', 'BYSCORE', 'WITHSCORES')
     } catch {
-      return // the next reconnect loads again
+      return // loaded again on the next reconnect of either connection
     }
     for (let i = 0; i + 1 < entries.length; i += 2) {
       const record = parse(entries[i] as string, Number(entries[i + 1]))
@@ -93,7 +93,8 @@ export function shareRevocations (revocations: Revocations, redis: SharedRedis, 
     // After an outage Redis may have come back empty (no persistence): write back all we know.
     if (connected) for (const record of revocations.records()) pending.set(member(record), record)
     connected = true
-    flush().catch(() => {})
+    // Also reloads: the subscriber may have come back first, when commands still failed.
+    sync().catch(() => {})
   })
 
   return {
