@@ -1,5 +1,5 @@
-// Single sign-on through the editor in a real Chromium: the demo stack with the BFF pointed at a
-// real OpenID Provider (the project's test provider), all on 127.0.0.1 so every cookie is same-site.
+// Single sign-on through the editor in a real Chromium: the demo stack with its own OpenID
+// Provider, all on 127.0.0.1 so every cookie is same-site.
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -7,8 +7,6 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { Test } from 'tap'
 import { startDemo } from '../../bin/demo.ts'
-import { startIdentityProvider } from '../../simulator/identity-provider.ts'
-import { freePort } from '../helpers/oidc-stack.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -22,18 +20,17 @@ if (!existsSync(CHROMIUM)) {
 
 async function run (t: Test): Promise<void> {
   const { chromium } = await import('playwright-core')
-  const bffPort = await freePort()
-  const bffUrl = `http://127.0.0.1:${bffPort}`
-  const idp = await startIdentityProvider({ bffUrl })
-  t.teardown(() => idp.close())
+  // The demo's own identity provider, as `npm run demo` runs it.
   const demo = await startDemo({
-    bffPort,
+    bffPort: 0,
     webPort: 0,
+    idpPort: 0,
     logLevel: 'warn',
-    logStream: new Writable({ write (_chunk, _encoding, done) { done() } }),
-    env: { OIDC_ISSUER: idp.issuer, OIDC_CLIENT_ID: idp.clientId, OIDC_CLIENT_SECRET: idp.clientSecret, PUBLIC_URL: bffUrl }
+    logStream: new Writable({ write (_chunk, _encoding, done) { done() } })
   })
   t.teardown(() => demo.close())
+  const { bffUrl, idp } = demo
+  if (idp === undefined) throw new Error('the demo started no identity provider')
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS })
   t.teardown(() => browser.close())
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } })
