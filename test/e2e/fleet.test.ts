@@ -183,13 +183,13 @@ if (missing !== undefined) {
     const { token: leaving } = (await login(a, 'alice')).body as { token: string }
     // Budget for one request: its upstream call and a retry, well inside the client's own timeout.
     const budget = UPSTREAM_TIMEOUT_MS * 2
-    let stop = false
+    const load = { running: true }
     let sent = 0
     const statuses = new Map<number, number>()
     const failures: string[] = []
-    const load = Array.from({ length: 12 }, async (_, i) => {
+    const loops = Array.from({ length: 12 }, async (_, i) => {
       const server = f.servers[i % 3] as RunningServer
-      while (!stop) {
+      while (load.running) {
         sent++
         try {
           const reply = await call(server, 'PATCH', CONTACT, { token, body: { city: `City ${i}` }, timeoutMs: budget })
@@ -218,8 +218,8 @@ if (missing !== undefined) {
       t.ok(await within(5000, async () => (await call(server, 'GET', '/auth/session', { token: leaving })).status === 401), 'the logout reached the other instances once Redis was back')
     }
     await sleep(300)
-    stop = true
-    await Promise.all(load)
+    load.running = false
+    await Promise.all(loops)
     const answered = [...statuses.values()].reduce((sum, count) => sum + count, 0)
     t.same(failures, [], 'no request hung past its budget or lost its connection')
     t.equal(answered, sent, `every one of ${sent} requests was answered`)
