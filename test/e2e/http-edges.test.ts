@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { charsetOf } from '../../src/http/json-body.ts'
-import { CONTACT, startStack, type Stack } from '../helpers/stack.ts'
+import { claims, CONTACT, forge, startStack, type Stack } from '../helpers/stack.ts'
 import { eventually } from './ops-helpers.ts'
 
 interface Raw { socket: Socket, received: () => string, closed: Promise<void> }
@@ -100,4 +100,14 @@ t.test('pipelined requests on a connection that stays open are all answered, in 
   await client.closed
   t.same(statuses(client.received()), [204, 400, 204])
   t.equal(stack.sim.state.counters.patch_contact, 2)
+})
+
+t.test('a session whose exp lies beyond any date (1e300) is 401 on GET /auth/session, not a 500', async (t) => {
+  const stack = await startStack(t)
+  for (const overrides of [{ exp: 1e300 }, { iat: -1e300 }]) {
+    const token = forge({ alg: 'HS256', typ: 'JWT' }, claims(overrides))
+    const reply = await stack.call('GET', '/auth/session', { headers: { authorization: `Bearer ${token}` } })
+    t.equal(reply.status, 401, JSON.stringify(overrides))
+    t.equal(reply.json().code, 'UNAUTHENTICATED')
+  }
 })
