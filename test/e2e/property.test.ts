@@ -15,8 +15,8 @@ import fc from 'fast-check'
 import { Pool } from 'undici'
 import { Value } from 'typebox/value'
 import { PROBLEMS, problemType } from '../../src/errors/problems.ts'
-import { ContactPatchSchema } from '../../src/contacts/schemas.ts'
-import { validateContactBody } from '../../simulator/data.ts'
+import { ContactCreateSchema, ContactPatchSchema } from '../../src/contacts/schemas.ts'
+import { validateContactBody, validateNewContact } from '../../simulator/data.ts'
 import type { RecordedCall } from '../../simulator/simulator.ts'
 import * as arb from '../helpers/arbitraries.ts'
 import { session, startStack, type Stack } from '../helpers/stack.ts'
@@ -356,6 +356,82 @@ t.test('any body — wrong types, unicode, huge numbers, nesting, prototype and 
   })
   t.comment(`verdicts: ${JSON.stringify(seen)}`)
   if (held) for (const kind of ['valid', 'invalid', 'malformed', 'too_large']) t.ok((seen[kind] ?? 0) > 0, `some bodies were ${kind}`)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Create bodies
+
+const LIST = '/api/v1/organisation/1/contact'
+
+async function exchangeCreate ({ stack, pool }: Harness, sent: Sent): Promise<Answer> {
+  stack.sim.reset()
+  const response = await pool.request({ method: 'POST', path: sent.path, headers: sent.headers, body: sent.body })
+  const text = await response.body.text()
+  const calls = stack.sim.state.calls
+  return {
+    status: response.statusCode,
+    headers: response.headers,
+    text,
+    patches: calls.filter((call) => call.operation === 'create_contact'),
+    reads: calls.filter((call) => call.operation === 'get_contact'),
+    others: calls.filter((call) => !['authenticate', 'create_contact', 'get_contact'].includes(call.operation)),
+    counted: stack.sim.state.counters.total,
+    logged: calls.length
+  }
+}
+
+t.test('valid create bodies, in any JSON spelling, are forwarded once and exactly; emnify\'s verdict is translated', async (t) => {
+  const h = await harness(t)
+  const seen = { created: 0, refusedUpstream: 0, invoices: 0 }
+  const held = await holds(t, 'valid create bodies', fc.tuple(arb.validCreate, arb.spelling), async ([body, choices]) => {
+    const text = arb.spell(body, choices)
+    const parsed = JSON.parse(text) as unknown
+    if (!arb.isValidCreate(parsed) || !sameJson(parsed, body)) throw new Error(`generator: not the valid create it claims: ${text}`)
+    if (!Value.Check(ContactCreateSchema, body)) throw new Error(`TypeBox's Value.Check refuses a valid create: ${text}`)
+    const sent = { path: LIST, headers: json(h.stack.token), body: text }
+    const answer = await exchangeCreate(h, sent)
+    check(answer.patches.length === 1, '(b) a valid create reaches emnify exactly once', sent, answer)
+    const call = answer.patches[0] as RecordedCall
+    check(call.path === LIST && call.query === '', '(b) forwarded to the collection, without a query', sent, answer)
+    check(call.body === JSON.stringify(body), '(c) the forwarded body is the validated input re-serialised', sent, answer)
+    check(answer.others.length === 0 && answer.counted === answer.logged, 'nothing else upstream', sent, answer)
+    if ((body.type as { id: number }).id === arb.INVOICE_TYPE) seen.invoices++
+    if (validateNewContact(body).ok) {
+      seen.created++
+      check(answer.status === 201, 'emnify created it: 201', sent, answer)
+      const created = JSON.parse(answer.text) as { id?: unknown }
+      check(typeof created.id === 'number' && answer.headers.location === `${LIST}/${String(created.id)}`, '201 names the new contact in the BFF\'s Location', sent, answer)
+    } else {
+      seen.refusedUpstream++
+      check(answer.status === 422, 'emnify refused it: 422', sent, answer)
+      check(checkProblem(h.stack, sent, answer).code === 'UPSTREAM_VALIDATION_FAILED', 'UPSTREAM_VALIDATION_FAILED', sent, answer)
+    }
+  }, Math.min(RUNS, 200))
+  t.comment(`outcomes: ${JSON.stringify(seen)}`)
+  if (held) t.ok(seen.created > 0 && seen.refusedUpstream > 0 && seen.invoices > 0, 'created, refused by emnify, and invoices among them')
+})
+
+t.test('near-miss create bodies (no type, a null type, a purchase order number without type 6, a patch mistake) are refused and never forwarded', async (t) => {
+  const h = await harness(t)
+  const kinds = new Set<string>()
+  const held = await holds(t, 'near-miss create bodies', fc.tuple(arb.createNearMiss, arb.spelling), async ([{ value, mistake }, choices]) => {
+    const text = arb.spell(value, choices)
+    const parsed = JSON.parse(text) as unknown
+    if (arb.isValidCreate(parsed)) throw new Error(`generator: ${mistake.kind} is not invalid: ${text}`)
+    kinds.add(mistake.kind)
+    const sent = { path: LIST, headers: json(h.stack.token), body: text }
+    const answer = await exchangeCreate(h, sent)
+    if (Buffer.byteLength(text) > arb.BODY_LIMIT_BYTES) {
+      expectProblem(h.stack, sent, answer, 413, ['PAYLOAD_TOO_LARGE'])
+      return
+    }
+    const problem = expectProblem(h.stack, sent, answer, 400, arb.isPoisoned(parsed) ? ['VALIDATION_FAILED', 'MALFORMED_JSON'] : ['VALIDATION_FAILED'])
+    if (mistake.kind === 'purchase order number without type 6') {
+      const pointers = (problem.errors as Array<{ pointer: string }> | undefined ?? []).map((error) => error.pointer)
+      check(pointers.includes('/purchase_order_number'), 'the error points at the purchase order number', sent, answer)
+    }
+  }, Math.min(RUNS, 200))
+  if (held) for (const kind of ['no type', 'null type', 'purchase order number without type 6', 'unknown property']) t.ok(kinds.has(kind), `${kind} was tried`)
 })
 
 // ---------------------------------------------------------------------------------------------

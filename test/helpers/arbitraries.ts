@@ -71,7 +71,7 @@ function isReference (value: unknown): boolean {
     typeof id === 'number' && Number.isInteger(id) && id >= 1 && id <= MAX_REF_ID
 }
 
-/** §4 body rules: an object, at least one known property, nothing else, no coercion. */
+/** §4 body rules: an object, at least one known property, nothing else, no coercion; `null` clears a string. */
 export function isValidPatch (value: unknown): value is Record<string, Json> {
   if (!isObject(value)) return false
   const keys = Object.keys(value)
@@ -83,7 +83,10 @@ export function isValidPatch (value: unknown): value is Record<string, Json> {
       continue
     }
     const limit = own(TEXT_LIMITS, key) ? TEXT_LIMITS[key] : undefined
-    if (limit === undefined || typeof field !== 'string' || codePointLength(field) > limit) return false
+    if (limit === undefined) return false
+    // §4: `null` clears a string field; `type` and `country` (above) may not be null.
+    if (field === null) continue
+    if (typeof field !== 'string' || codePointLength(field) > limit) return false
     if (key === 'email' && !isEmailAddress(field)) return false
   }
   return true
@@ -163,7 +166,7 @@ const trimOws = (text: string) => text.replace(/^[ \t]+|[ \t]+$/g, '')
 
 /**
  * §4: `application/json` or `application/merge-patch+json` (media types are case-insensitive,
- * parameters do not change them). Content-Type is a singleton field: several lines are an error,
+ * parameters other than a non-UTF-8 charset do not change them). Content-Type is a singleton field: several lines are an error,
  * not a choice. A content coding the BFF does not apply is unsupported too (RFC 9110 §8.4.1).
  */
 export function acceptsBody (contentTypes: readonly string[], contentEncodings: readonly string[]): boolean {
@@ -171,9 +174,17 @@ export function acceptsBody (contentTypes: readonly string[], contentEncodings: 
   const codings = contentEncodings.flatMap((line) => line.split(',')).map(trimOws).filter((c) => c !== '')
   if (codings.some((coding) => coding.toLowerCase() !== 'identity')) return false
   const value = contentTypes[0] as string
-  const semicolon = value.indexOf(';')
-  const mediaType = trimOws(semicolon === -1 ? value : value.slice(0, semicolon)).toLowerCase()
-  return mediaType === 'application/json' || mediaType === 'application/merge-patch+json'
+  const [type = '', ...parameters] = value.split(';')
+  const mediaType = trimOws(type).toLowerCase()
+  if (mediaType !== 'application/json' && mediaType !== 'application/merge-patch+json') return false
+  // RFC 8259 §8.1: JSON is UTF-8; a body declared in another charset is not read (the first charset parameter counts).
+  for (const parameter of parameters) {
+    const equals = parameter.indexOf('=')
+    if (equals === -1 || trimOws(parameter.slice(0, equals)).toLowerCase() !== 'charset') continue
+    const charset = trimOws(parameter.slice(equals + 1)).replace(/^"(.*)"$/, '$1').toLowerCase()
+    return charset === 'utf-8' || charset === 'utf8'
+  }
+  return true
 }
 
 /** §4: the id a raw path segment names once percent-decoded, or undefined when it names none (→ 400). */
@@ -282,12 +293,15 @@ export const refId = fc.oneof(
 )
 const reference = refId.map((id) => ({ id }))
 
+/** A string field's value: mostly text, sometimes `null`, which clears it. */
+const clearable = (value: fc.Arbitrary<Json>) => fc.oneof({ weight: 9, arbitrary: value }, { weight: 1, arbitrary: fc.constant(null) })
+
 const patchModel: Record<string, fc.Arbitrary<Json>> = {
   type: reference,
   country: reference,
-  email: validEmail
+  email: clearable(validEmail)
 }
-for (const [key, limit] of Object.entries(TEXT_LIMITS)) if (key !== 'email') patchModel[key] = text(limit)
+for (const [key, limit] of Object.entries(TEXT_LIMITS)) if (key !== 'email') patchModel[key] = clearable(text(limit))
 
 /** Patches §4 accepts: any non-empty subset of the properties, each valid. */
 export const validPatch: fc.Arbitrary<{ [key: string]: Json }> = fc.record(patchModel, { requiredKeys: [] })
@@ -302,7 +316,7 @@ export const unknownKey = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 12 }).filter((key) => !PATCH_FIELDS.includes(key))
 )
 
-const WRONG_TEXT: Json[] = [0, 1, -1, 1.5, -0, 1e308, true, false, null, [], ['x'], {}, { x: 1 }, { id: 1 }]
+const WRONG_TEXT: Json[] = [0, 1, -1, 1.5, -0, 1e308, true, false, [], ['x'], {}, { x: 1 }, { id: 1 }]
 const BAD_IDS: Json[] = [0, -1, -0, 0.5, 1.5, 1e-7, MAX_REF_ID + 1, 2 ** 53, 2 ** 64, 1e308, -1e308, '1', '01', '', null, true, [], [1], {}, { id: 1 }]
 const WRONG_REF: Json[] = [1, '1', '{"id":1}', null, true, [], [{ id: 1 }], {}, { ID: 1 }, { Id: 1 }, { id: 1, name: 'Germany' },
   { id: 1, description: 'x' }, { id: 1, id_: 1 }]
@@ -359,6 +373,67 @@ export function applyMistake (patch: { [key: string]: Json }, wrong: Mistake): J
 }
 
 export const nearMiss = fc.tuple(validPatch, mistake).map(([patch, wrong]) => ({ value: applyMistake(patch, wrong), mistake: wrong }))
+
+// ---------------------------------------------------------------------------------------------
+// Create bodies (POST …/contact)
+
+/** The contact type whose contacts alone carry a purchase order number. */
+export const INVOICE_TYPE = 6
+
+/** A create body: the patch rules, plus `type` required; a purchase order number (not `null`) only with type 6. */
+export function isValidCreate (value: unknown): value is Record<string, Json> {
+  if (!isObject(value) || !own(value, 'type') || !isValidPatch(value)) return false
+  const po = value.purchase_order_number
+  return po === undefined || po === null || (value.type as { id: number }).id === INVOICE_TYPE
+}
+
+const { type: _type, ...createModel } = patchModel
+
+/** Bodies a create accepts: a type (6 often, so invoices come up), any subset of the other properties. */
+export const validCreate: fc.Arbitrary<{ [key: string]: Json }> = fc.tuple(
+  fc.oneof(fc.constant(INVOICE_TYPE), fc.integer({ min: 1, max: 6 }), refId),
+  fc.record(createModel, { requiredKeys: [] })
+).map(([typeId, rest]) => {
+  const body = { type: { id: typeId }, ...rest } as { [key: string]: Json }
+  // A purchase order number makes it an invoice contact.
+  if (typeof body.purchase_order_number === 'string') body.type = { id: INVOICE_TYPE }
+  return body
+})
+
+/** The one mistake a near-miss create makes: one of the patch's, or one of the create's own rules. */
+export type CreateMistake =
+  | Mistake
+  | { kind: 'no type' }
+  | { kind: 'null type' }
+  | { kind: 'purchase order number without type 6', typeId: number, value: string }
+
+export const createMistake: fc.Arbitrary<CreateMistake> = fc.oneof(
+  { weight: 4, arbitrary: mistake },
+  { weight: 1, arbitrary: fc.constant({ kind: 'no type' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'null type' as const }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('purchase order number without type 6' as const),
+      typeId: fc.oneof(fc.integer({ min: 1, max: 5 }), refId).filter((id) => id !== INVOICE_TYPE),
+      value: text(50)
+    })
+  }
+)
+
+export function applyCreateMistake (body: { [key: string]: Json }, wrong: CreateMistake): Json {
+  switch (wrong.kind) {
+    case 'no type': {
+      const { type: _dropped, ...rest } = body
+      return rest
+    }
+    case 'null type': return { ...body, type: null }
+    case 'purchase order number without type 6': return { ...body, type: { id: wrong.typeId }, purchase_order_number: wrong.value }
+    default: return applyMistake(body, wrong)
+  }
+}
+
+export const createNearMiss = fc.tuple(validCreate, createMistake).map(([body, wrong]) => ({ value: applyCreateMistake(body, wrong), mistake: wrong }))
 
 // ---------------------------------------------------------------------------------------------
 // JSON spellings: one value, many texts
