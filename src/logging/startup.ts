@@ -1,3 +1,4 @@
+import { describeBudget } from '../upstream/budget.ts'
 import type { FastifyInstance } from 'fastify'
 import { corsOrigins, type Config } from '../config/config.ts'
 import { failureSummary } from '../errors/handler.ts'
@@ -40,6 +41,7 @@ export function startupSummary (config: Config, app: FastifyInstance, pid = proc
     trust_proxy: config.TRUST_PROXY ?? 'off (the TCP peer is the client)',
     metrics,
     docs: config.DOCS_ENABLED ? '/docs' : 'off',
+    upstream_budget: app.hasDecorator('upstreamBudget') ? describeBudget(app.upstreamBudget.snapshot()) : 'off',
     store: config.REDIS_URL === undefined ? 'memory (one instance)' : `${withoutCredentials(config.REDIS_URL) ?? ''} prefix ${config.REDIS_KEY_PREFIX}`,
     limits: {
       contact_requests_per_minute: config.RATE_LIMIT_PER_MINUTE,
