@@ -123,11 +123,11 @@ t.test('rate limit: requests without a valid session are limited per client IP',
   t.equal(stack.sim.state.callsFor('authenticate').length, 1, 'the refused requests never reached emnify')
 })
 
-t.test('rate limit: the default allows RATE_LIMIT_PER_MINUTE=600', async (t) => {
-  const stack = await startStack(t)
+t.test('rate limit: the default allows RATE_LIMIT_PER_MINUTE=60, a fair share of the default upstream budget', async (t) => {
+  const stack = await startStack(t, { env: { RATE_LIMIT_PER_MINUTE: '' } })
   const reply = await stack.patch(CONTACT, { city: 'Berlin' })
-  t.equal(reply.headers['ratelimit-limit'], '600')
-  t.equal(reply.headers['ratelimit-remaining'], '599')
+  t.equal(reply.headers['ratelimit-limit'], '60')
+  t.equal(reply.headers['ratelimit-remaining'], '59')
 })
 
 const API_CSP = /^default-src 'none';.*frame-ancestors 'none'/
