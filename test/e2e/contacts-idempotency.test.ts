@@ -3,7 +3,7 @@
 import t from 'tap'
 import { session, startStack, type Stack } from '../helpers/stack.ts'
 import { assertProblem, failOnStrayErrors } from './upstream-helpers.ts'
-import { assertCalls, assertNothingSent, LIST, send } from './contacts-helpers.ts'
+import { assertCalls, assertNothingSent, LIST, metric, send } from './contacts-helpers.ts'
 
 failOnStrayErrors(t)
 
@@ -162,4 +162,14 @@ t.test('a replay carries no contact data and a refused body does not claim the k
   t.equal(valid.status, 201, 'the key was not used by the refused body')
   const replay = await create(stack, 'create-9')
   t.notOk(replay.text.includes(BODY.name) || replay.text.includes(BODY.city), 'no stored values')
+})
+
+t.test('idempotency records are bounded and shown by the store gauges', async (t) => {
+  const stack = await startStack(t)
+  t.equal(await metric(stack, 'emnify_bff_store_entries', { store: 'idempotency' }), 0)
+  t.ok(await metric(stack, 'emnify_bff_store_capacity', { store: 'idempotency' }) > 0, 'a capacity')
+  await create(stack, 'gauge-1')
+  await create(stack, 'gauge-2')
+  await create(stack, 'gauge-1')
+  t.equal(await metric(stack, 'emnify_bff_store_entries', { store: 'idempotency' }), 2, 'one record per key')
 })

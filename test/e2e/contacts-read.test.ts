@@ -308,3 +308,15 @@ t.test('reads forward only the allow-listed headers and never the session', asyn
   t.equal(call?.headers['x-request-id'], 'read-1')
   t.notOk(call?.headers.authorization?.includes(stack.token), 'the session stays with the BFF')
 })
+
+t.test('upstream calls of the new operations are measured under their own operation names', async (t) => {
+  const stack = await startStack(t)
+  await send(stack, 'GET', LIST)
+  await send(stack, 'GET', ONE)
+  await send(stack, 'GET', '/api/v1/country')
+  await send(stack, 'POST', LIST, { body: { type: { id: 1 } } })
+  await send(stack, 'DELETE', `${LIST}/3`)
+  for (const [operation, count] of [['list_contacts', 1], ['get_contact', 2], ['list_countries', 1], ['create_contact', 1], ['delete_contact', 1]] as const) {
+    t.equal(await metric(stack, 'emnify_bff_upstream_request_duration_seconds_count', { operation, outcome: '2xx' }), count, `${operation}: ${count}`)
+  }
+})
