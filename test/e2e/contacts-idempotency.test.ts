@@ -173,3 +173,15 @@ t.test('idempotency records are bounded and shown by the store gauges', async (t
   await create(stack, 'gauge-1')
   t.equal(await metric(stack, 'emnify_bff_store_entries', { store: 'idempotency' }), 2, 'one record per key')
 })
+
+t.test('a key used for one organisation is not replayed for another: 422 IDEMPOTENCY_KEY_REUSED, nothing sent', async (t) => {
+  const stack = await startStack(t)
+  const first = await create(stack, 'per-org-1')
+  t.equal(first.status, 201)
+  stack.sim.reset()
+  const other = '/api/v1/organisation/2/contact'
+  const reply = await send(stack, 'POST', other, { body: BODY, headers: { 'idempotency-key': 'per-org-1' } })
+  assertProblem(t, stack, reply, { status: 422, code: 'IDEMPOTENCY_KEY_REUSED', path: other })
+  t.notOk(String(reply.headers.location ?? '').includes('/organisation/1/'), 'never the other organisation\'s Location')
+  await assertNothingSent(t, stack)
+})
