@@ -271,7 +271,8 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     const sub = request.session?.sub ?? ''
     if (key === undefined) return answerCreate(reply, await create(request, reply, org, body))
 
-    const print = fingerprint(body)
+    // The organisation is part of the request: a key reused for another one must not replay the first's answer.
+    const print = fingerprint({ org, body })
     let begun
     try {
       begun = await idempotency.begin(sub, key, print, idempotencyTtlMs)
