@@ -157,3 +157,12 @@ t.test('failed sign-ins are logged with a reason, and nothing secret', async (t)
   t.notOk(JSON.stringify(access).includes('code='), 'the access line has no query string')
   // The leak scan at teardown checks every line and answer for the code, tokens and secret.
 })
+
+t.test('callbacks are limited per client IP like password sign-ins, before the provider is asked', async (t) => {
+  const stack = await startSsoStack(t, { env: { LOGIN_RATE_LIMIT_PER_IP_PER_MINUTE: '2' } })
+  const browser = new Browser()
+  for (let i = 0; i < 2; i++) problem(t, await browser.fetch(`${stack.url}/auth/oidc/callback?code=x&state=${'C'.repeat(43)}`), 401, 'OIDC_LOGIN_FAILED')
+  const limited = await browser.fetch(`${stack.url}/auth/oidc/callback?code=x&state=${'C'.repeat(43)}`)
+  problem(t, limited, 429, 'RATE_LIMITED')
+  t.ok(Number(limited.headers['retry-after']) > 0)
+})

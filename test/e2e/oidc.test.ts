@@ -1,7 +1,7 @@
 // Single sign-on end to end against a real OpenID Provider over real HTTP, with a browser's
 // cookie jar: sign-in, the session and cookies it gives, where a sign-in may return to, two tabs.
 import t from 'tap'
-import { Browser, FRONTEND, formOf, sessionCookie, signIn, startSsoStack } from '../helpers/oidc-stack.ts'
+import { Browser, FRONTEND, formOf, reachCallback, sessionCookie, signIn, startSsoStack } from '../helpers/oidc-stack.ts'
 import { loginUrl, payloadOf, problem, setCookies } from '../helpers/oidc-assert.ts'
 import { CONTACT } from '../helpers/stack.ts'
 
@@ -122,5 +122,17 @@ t.test('two sign-ins in two tabs of one browser both succeed, whichever finishes
   t.equal(end2.headers.location, `${FRONTEND}/tab2`)
   t.equal(end1.status, 302, end1.text)
   t.equal(end1.headers.location, `${FRONTEND}/tab1`)
+  t.equal((await browser.fetch(`${stack.url}/auth/session`)).status, 200)
+})
+
+t.test('a sign-in started before the BFF restarts finishes after it, and its session outlives the restart', async (t) => {
+  const stack = await startSsoStack(t)
+  const browser = new Browser()
+  await signIn(browser, stack)
+  const tab = await reachCallback(browser, stack)
+  await stack.restart()
+  t.equal((await browser.fetch(`${stack.url}/auth/session`)).status, 200, 'the session survives')
+  const finished = await browser.fetch(tab)
+  t.equal(finished.status, 302, finished.text)
   t.equal((await browser.fetch(`${stack.url}/auth/session`)).status, 200)
 })

@@ -51,6 +51,8 @@ export interface SsoStack {
   tamperTokens: (tamper: TokenTamper | undefined) => void
   /** Calls the BFF made to the provider, by path. */
   providerCalls: string[]
+  /** Stops the BFF and starts a new process-alike with the same configuration on the same port. */
+  restart: () => Promise<void>
 }
 
 function captureLines (): LogCapture {
@@ -114,11 +116,28 @@ export async function startSsoStack (t: Teardown, options: SsoStackOptions = {})
   const fetch = providerFetch(providerCalls, () => tamper)
   const logs = captureLines()
   watch.watchLines('log line', logs.lines)
-  const app = await buildApp(config, { logStream: logs.stream, oidc: { fetch, ...(options.now === undefined ? {} : { now: options.now }) } })
-  t.teardown(() => app.close())
-  watch.watchServer(app.server)
-  await app.listen({ host: '127.0.0.1', port })
-  return { app, url, idp, sim, config, logs, providerCalls, tamperTokens: (next) => { tamper = next } }
+  const start = async () => {
+    const app = await buildApp(config, { logStream: logs.stream, oidc: { fetch, ...(options.now === undefined ? {} : { now: options.now }) } })
+    t.teardown(() => app.close())
+    watch.watchServer(app.server)
+    await app.listen({ host: '127.0.0.1', port })
+    return app
+  }
+  const stack: SsoStack = {
+    app: await start(),
+    url,
+    idp,
+    sim,
+    config,
+    logs,
+    providerCalls,
+    tamperTokens: (next) => { tamper = next },
+    restart: async () => {
+      await stack.app.close()
+      stack.app = await start()
+    }
+  }
+  return stack
 }
 
 export interface Page {
