@@ -1,7 +1,9 @@
 // `node bench/ab.ts --a <dir> [--b <dir>]`: one lever at a time. Two builds of the BFF (each a
-// folder holding dist/server.js; B defaults to this checkout's dist) and the floor, interleaved
-// round by round on the same request, CPU per request compared within each round. This is how
-// each row of BENCHMARKS.md's "what each change bought" table was measured.
+// folder holding dist/server.js; B defaults to this checkout's dist) and the floor, loaded at
+// the same moment by one autocannon each, for many short rounds: on a shared machine, whatever
+// else runs slows all three alike within a round, so the per-round ratio of CPU per request
+// holds where the absolute figures swing. This is how each row of BENCHMARKS.md's "what each
+// change bought" table was measured.
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { LIST_LOAD, PATCH_LOAD, ROOT, benchSession, drive, median, startBff, startProxy, startUpstream, upstreamToken, usage, type Proc } from './lib.ts'
@@ -10,10 +12,10 @@ const { values: args } = parseArgs({
   options: {
     a: { type: 'string' },
     b: { type: 'string', default: ROOT },
-    connections: { type: 'string', default: '50' },
-    duration: { type: 'string', default: '8' },
-    warmup: { type: 'string', default: '2' },
-    rounds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '25' },
+    duration: { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '12' },
     load: { type: 'string', default: 'patch' }
   }
 })
@@ -23,31 +25,37 @@ const [connections, duration, warmup, rounds] = [args.connections, args.duration
 
 const dir = join(ROOT, 'bench', 'results')
 const procs: Proc[] = []
+const stopAll = () => Promise.all(procs.splice(0).map((proc) => proc.stop()))
+process.once('SIGINT', () => { stopAll().then(() => process.exit(130)) })
 try {
   const upstream = await startUpstream(join(dir, 'ab-upstream.log'))
   procs.push(upstream)
   const token = await upstreamToken(upstream.url)
   const floor = await startProxy('floor', upstream.url, join(dir, 'ab-floor.log'))
+  procs.push(floor)
   const a = await startBff(upstream.url, join(dir, 'ab-a.log'), {}, join(args.a, 'dist', 'server.js'))
+  procs.push(a)
   const b = await startBff(upstream.url, join(dir, 'ab-b.log'), {}, join(args.b, 'dist', 'server.js'))
-  procs.push(floor, a, b)
+  procs.push(b)
   const session = `Bearer ${benchSession()}`
   const targets = [{ name: 'floor', proc: floor, auth: `Bearer ${token}` }, { name: 'A', proc: a, auth: session }, { name: 'B', proc: b, auth: session }]
   const cpu: Record<string, number[]> = { floor: [], A: [], B: [] }
+  await Promise.all(targets.map((target) => drive(target.proc.url, target.auth, warmup, connections, load)))
   for (let round = 1; round <= rounds; round++) {
-    for (const target of targets) {
-      await drive(target.proc.url, target.auth, warmup, connections, load)
-      const before = usage(target.proc.child.pid as number)
-      const result = await drive(target.proc.url, target.auth, duration, connections, load)
-      const perReq = (usage(target.proc.child.pid as number).cpuUs - before.cpuUs) / Math.max(result.requests.total, 1)
+    const before = targets.map((target) => usage(target.proc.child.pid as number).cpuUs)
+    const results = await Promise.all(targets.map((target) => drive(target.proc.url, target.auth, duration, connections, load)))
+    const line = targets.map((target, i) => {
+      const result = results[i]!
+      const perReq = (usage(target.proc.child.pid as number).cpuUs - before[i]!) / Math.max(result.requests.total, 1)
       cpu[target.name]?.push(perReq)
-      console.log(`round ${round} ${target.name.padEnd(5)} ${(result.requests.total / result.duration).toFixed(0).padStart(6)} req/s  cpu ${perReq.toFixed(1)} µs/req  p99 ${result.latency.p99} ms  errors ${result.errors + result.non2xx}`)
-    }
+      return `${target.name} ${(result.requests.total / result.duration).toFixed(0)} req/s ${perReq.toFixed(1)} µs/req${result.errors + result.non2xx > 0 ? ` ERRORS ${result.errors + result.non2xx}` : ''}`
+    })
+    console.log(`round ${round}: ${line.join(' · ')}`)
   }
   const ratio = (x: string, y: string) => (cpu[x] as number[]).map((v, i) => v / (cpu[y] as number[])[i]!)
   const text = (values: number[]) => `${median(values).toFixed(3)} (${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)})`
   console.log(`\nCPU µs/req median: floor ${median(cpu.floor!).toFixed(1)}, A ${median(cpu.A!).toFixed(1)}, B ${median(cpu.B!).toFixed(1)}`)
   console.log(`A ÷ floor ${text(ratio('A', 'floor'))} · B ÷ floor ${text(ratio('B', 'floor'))} · B ÷ A ${text(ratio('B', 'A'))}`)
 } finally {
-  await Promise.all(procs.map((proc) => proc.stop()))
+  await stopAll()
 }
