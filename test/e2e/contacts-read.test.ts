@@ -320,3 +320,21 @@ t.test('upstream calls of the new operations are measured under their own operat
     t.equal(await metric(stack, 'emnify_bff_upstream_request_duration_seconds_count', { operation, outcome: '2xx' }), count, `${operation}: ${count}`)
   }
 })
+
+t.test('a write whose outcome is unknown (timeout, reset after send) also drops the kept reads, so a re-read shows what emnify did', async (t) => {
+  const stack = await startStack(t, { env: { CONTACT_CACHE_TTL_MS: '600000', UPSTREAM_TIMEOUT_MS: '500' } })
+  await send(stack, 'GET', LIST)
+  await send(stack, 'GET', ONE)
+
+  stack.sim.setFault({ operation: 'create_contact', kind: 'hang', afterCommit: true, times: 1 })
+  t.equal((await send(stack, 'POST', LIST, { body: { type: { id: 2 }, name: 'Maybe Created' } })).status, 504)
+  t.ok((await send(stack, 'GET', LIST)).json().some((c: { name: string }) => c.name === 'Maybe Created'), 'the list shows the contact emnify created')
+
+  stack.sim.setFault({ operation: 'patch_contact', kind: 'reset_before_headers', afterCommit: true, times: 1 })
+  t.equal((await stack.patch(ONE, { city: 'Maybe Patched' })).status, 502)
+  t.equal((await send(stack, 'GET', ONE)).json().city, 'Maybe Patched', 'the read shows the change emnify applied')
+
+  stack.sim.setFault({ operation: 'delete_contact', kind: 'status', status: 502, afterCommit: true, times: 1 })
+  t.equal((await send(stack, 'DELETE', ONE)).status, 502)
+  t.equal((await send(stack, 'GET', ONE)).status, 404, 'the read shows the contact is gone')
+})
