@@ -184,6 +184,15 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     bus.publish(org)
   }
 
+  /** Sends a change; the organisation's kept reads go whatever the answer, as a timeout or reset may still have been applied. */
+  async function write<T> (org: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call()
+    } finally {
+      changed(org)
+    }
+  }
+
   function record (event: string, request: FastifyRequest, org: string, contact: string | undefined, fields: string[]): void {
     audit.info({ event, request_id: request.id, sub: request.session?.sub, org_id: org, contact_id: contact ?? null, fields }, event.replace('.', ' '))
   }
@@ -311,8 +320,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
 
   async function create (request: FastifyRequest, reply: FastifyReply, org: string, body: object): Promise<CreateResult> {
     const context = contextOf(request, reply)
-    const response = await client.call(OPERATIONS.createContact, { org }, context, JSON.stringify(body))
-    changed(org)
+    const response = await write(org, () => client.call(OPERATIONS.createContact, { org }, context, JSON.stringify(body)))
     const id = createdContactId(response.headers.location, org)
     record('contact.created', request, org, id, Object.keys(body))
     if (id === undefined) {
@@ -369,8 +377,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     const context = contextOf(request, reply)
     await checkPrecondition(request, org, contact, context)
     // The validated object, re-serialised: nothing the schema did not accept can reach emnify.
-    await client.call(OPERATIONS.patchContact, { org, contact }, context, JSON.stringify(patch))
-    changed(org)
+    await write(org, () => client.call(OPERATIONS.patchContact, { org, contact }, context, JSON.stringify(patch)))
     record('contact.updated', request, org, contact, Object.keys(patch))
 
     appendVary(reply, 'Prefer')
@@ -404,8 +411,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     const { org_id: org, contact_id: contact } = request.params
     const context = contextOf(request, reply)
     await checkPrecondition(request, org, contact, context)
-    await client.call(OPERATIONS.deleteContact, { org, contact }, context)
-    changed(org)
+    await write(org, () => client.call(OPERATIONS.deleteContact, { org, contact }, context))
     record('contact.deleted', request, org, contact, [])
     return reply.code(204).send(null)
   })
