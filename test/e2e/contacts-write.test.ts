@@ -1,7 +1,10 @@
 // End to end over real HTTP: creating, updating and deleting contacts — create rules, the BFF's own
 // Location, read-back, scopes, If-Match, the representation's ETag, `null` clears, 405 and audit.
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import t from 'tap'
 import type { Fault } from '../../simulator/simulator.ts'
+import { hashPassword } from '../../src/users/password.ts'
 import { session, startStack } from '../helpers/stack.ts'
 import { assertProblem, auditRecords, failOnStrayErrors } from './upstream-helpers.ts'
 import {
@@ -363,4 +366,35 @@ t.test('a faulted create is refused without being sent again (sanity for the fau
   stack.sim.setFault({ operation: 'create_contact', kind: 'status', status: 500, times: 1 } as Fault)
   assertProblem(t, stack, await send(stack, 'POST', LIST, { body: NEW }), { status: 502, code: 'UPSTREAM_ERROR', path: LIST })
   await assertCalls(t, stack, { authenticate: 1, create_contact: 1 })
+})
+
+t.test('a users-file scope travels through login: reported, and the cookie session may read but not write', async (t) => {
+  const password = 'reader password for the scope test'
+  const usersFile = join(t.testdir(), 'users.json')
+  await writeFile(usersFile, JSON.stringify({ users: [{ username: 'rita', password_hash: await hashPassword(password, { ln: 10, r: 8, p: 1 }), orgs: [1], scope: 'contacts:read' }] }))
+  const stack = await startStack(t, { env: { USERS_FILE: usersFile, SESSION_COOKIE_SECURE: 'false' } })
+  const login = await stack.call('POST', '/auth/login', { headers: { 'content-type': 'application/json' }, body: { username: 'rita', password } })
+  t.equal(login.status, 200)
+  t.equal(login.json().user.scope, 'contacts:read', 'the login answer reports the scope')
+  const cookie = String([login.headers['set-cookie']].flat()[0]).split(';')[0] as string
+  const me = await stack.call('GET', '/auth/session', { headers: { cookie } })
+  t.equal(me.json().scope, 'contacts:read', 'so does GET /auth/session')
+  t.equal((await stack.call('GET', LIST, { headers: { cookie } })).status, 200, 'it may list')
+  const create = await stack.call('POST', LIST, { headers: { cookie, 'x-csrf': '1', 'content-type': 'application/json' }, body: NEW })
+  assertProblem(t, stack, create, { status: 403, code: 'INSUFFICIENT_SCOPE', path: LIST })
+  const remove = await stack.call('DELETE', ONE, { headers: { cookie, 'x-csrf': '1' } })
+  assertProblem(t, stack, remove, { status: 403, code: 'INSUFFICIENT_SCOPE', path: ONE })
+  t.equal(stack.sim.state.counters.create_contact + stack.sim.state.counters.delete_contact, 0, 'no write was sent')
+})
+
+t.test('the per-session limit covers every contact and country route, and a limited request sends nothing', async (t) => {
+  const stack = await startStack(t, { env: { RATE_LIMIT_PER_MINUTE: '4' } })
+  for (const [method, path] of [['GET', LIST], ['GET', ONE], ['GET', '/api/v1/country'], ['DELETE', `${LIST}/3`]]) {
+    t.not((await send(stack, method as string, path as string)).status, 429, `${method} ${path} within the limit`)
+  }
+  stack.sim.reset()
+  for (const [method, path, body] of [['GET', LIST], ['POST', LIST, NEW], ['DELETE', `${LIST}/2`], ['GET', '/api/v1/country']] as const) {
+    assertProblem(t, stack, await send(stack, method, path, { body }), { status: 429, code: 'RATE_LIMITED', path, retryAfter: true })
+  }
+  await assertNothingSent(t, stack)
 })
