@@ -2,9 +2,6 @@
 // emnify simulator behind it, and a small browser with a cookie jar that follows redirects the
 // way a real one does. Everything the BFF writes is leak-scanned when the test ends; the client
 // secret, codes, PKCE verifiers and every token the provider issues are registered as secrets.
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { request } from 'undici'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
@@ -13,20 +10,15 @@ import type { CustomFetch } from '../../src/auth/oidc/provider.ts'
 import { startIdentityProvider, type IdentityProviderOptions, type RunningIdentityProvider } from '../../simulator/identity-provider.ts'
 import { startSimulator, type RunningSimulator } from '../../simulator/simulator.ts'
 import { LeakWatch, secrets } from './leak-scan.ts'
-import { APPLICATION_TOKEN, testConfig, type LogCapture } from './stack.ts'
+import { freePort } from './redis.ts'
+import { APPLICATION_TOKEN, captureLogs, testConfig, type LogCapture } from './stack.ts'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
 export const FRONTEND = 'http://127.0.0.1:5173'
 
-/** A port that was free a moment ago: the provider must know the BFF's redirect URI before the BFF listens. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
+// The provider must know the BFF's redirect URI before the BFF listens: tests pick its port first.
+export { freePort }
 
 /** What a test may do to the provider's token answers on their way to the BFF. */
 export type TokenTamper = (tokens: Record<string, unknown>) => Record<string, unknown> | Promise<Record<string, unknown>>
@@ -53,17 +45,6 @@ export interface SsoStack {
   providerCalls: string[]
   /** Stops the BFF and starts a new process-alike with the same configuration on the same port. */
   restart: () => Promise<void>
-}
-
-function captureLines (): LogCapture {
-  const lines: string[] = []
-  const stream = new Writable({
-    write (chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(line)
-      done()
-    }
-  })
-  return { lines, stream, records: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) }
 }
 
 /** Registers what passes between the BFF and the provider as secrets, and lets tests tamper with token answers. */
@@ -114,8 +95,8 @@ export async function startSsoStack (t: Teardown, options: SsoStackOptions = {})
   let tamper: TokenTamper | undefined
   const providerCalls: string[] = []
   const fetch = providerFetch(providerCalls, () => tamper)
-  const logs = captureLines()
-  watch.watchLines('log line', logs.lines)
+  // Scanned for leaks when the file ends, like every app's lines.
+  const logs = captureLogs()
   const start = async () => {
     const app = await buildApp(config, { logStream: logs.stream, oidc: { fetch, ...(options.now === undefined ? {} : { now: options.now }) } })
     t.teardown(() => app.close())

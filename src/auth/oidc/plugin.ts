@@ -243,7 +243,10 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
       try {
         session = await exchange(request, state, transaction.codeVerifier, transaction.nonce)
       } catch (error) {
-        if (error instanceof Problem) throw error
+        if (error instanceof Problem) {
+          if (error.code === 'OIDC_LOGIN_FAILED') request.log.info({ event: 'oidc.login.failed', reason: error.detail }, 'SSO login failed')
+          throw error
+        }
         const reason = failureReason(error)
         if (isUnavailable(error)) {
           request.log.warn({ event: 'oidc.login.provider_unavailable', reason }, 'identity provider unreachable')
