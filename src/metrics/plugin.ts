@@ -146,7 +146,7 @@ async function metricsPlugin (app: FastifyInstance, { config, timeouts, renderIn
     const route = request.is404 ? NOT_FOUND_ROUTE : (request.routeOptions.url ?? NOT_FOUND_ROUTE)
     const status = reply.statusCode
     metrics.request(request.method, route, status, reply.elapsedTime / 1000)
-    if (status === 401 || route === LOGIN || route === LOGOUT) {
+    if (status === 401 || route === LOGIN || route === LOGOUT || route === OIDC_CALLBACK) {
       const event = sessionEvent(route, status)
       if (event !== undefined) metrics.session(event)
     }

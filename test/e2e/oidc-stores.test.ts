@@ -1,5 +1,5 @@
-// What SSO keeps in memory stays bounded and is visible in the store gauges: used sign-in states
-// and logout-token jtis, each until it could no longer be replayed.
+// What SSO keeps in memory stays bounded and is visible in the store gauges (used sign-in states
+// and logout-token jtis, each until it could no longer be replayed); sign-ins count as session events.
 import t from 'tap'
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { LogoutTokenVerifier } from '../../src/auth/oidc/logout-token.ts'
@@ -39,11 +39,15 @@ t.test('remembered logout-token jtis are bounded and expire with the token\'s ac
   t.equal(verifier.size, 1, 'expired jtis are pruned')
 })
 
-t.test('the SSO stores appear in the store gauges', async (t) => {
+t.test('the SSO stores appear in the store gauges, and SSO sign-ins in the session events', async (t) => {
   const stack = await startSsoStack(t)
   await signIn(new Browser(), stack)
+  await new Browser().fetch(`${stack.url}/auth/oidc/callback?code=x&state=${'D'.repeat(43)}`)
+  await signIn(new Browser(), stack, { username: 'bob' })
   const metrics = await new Browser().fetch(`${stack.url}/metrics`)
-  t.match(metrics.text, /emnify_bff_store_entries\{store="oidc_used_states"\} 1/)
+  t.match(metrics.text, /emnify_bff_sessions_total\{event="login_ok"\} 1/)
+  t.match(metrics.text, /emnify_bff_sessions_total\{event="login_failed"\} 2/, 'a refused callback and a user without organisations')
+  t.match(metrics.text, /emnify_bff_store_entries\{store="oidc_used_states"\} 2/)
   t.match(metrics.text, /emnify_bff_store_capacity\{store="oidc_used_states"\} 10000/)
   t.match(metrics.text, /emnify_bff_store_capacity\{store="oidc_logout_jtis"\} 10000/)
 })
