@@ -117,13 +117,11 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
   fastify.metrics?.watchStores({ oidc_used_states: usedStates, oidc_logout_jtis: logoutTokens })
   fastify.log.info({ issuer: metadata.issuer, redirect_uri: redirectUri, end_session: metadata.end_session_endpoint !== undefined }, 'SSO enabled')
 
+  // No id_token_hint: the BFF keeps no ID token; client_id lets the provider name the application.
+  const endSession = metadata.end_session_endpoint === undefined ? undefined : buildEndSessionUrl(provider, { client_id: clientId }).href
   fastify.decorate('sso', {
     enabled: true,
-    endSessionUrl (session: SessionClaims) {
-      if (!isSsoSubject(session.sub) || metadata.end_session_endpoint === undefined) return undefined
-      // No id_token_hint: the BFF keeps no ID token; client_id lets the provider name the application.
-      return buildEndSessionUrl(provider, { client_id: clientId }).href
-    }
+    endSessionUrl: (session: SessionClaims) => isSsoSubject(session.sub) ? endSession : undefined
   } satisfies Sso)
 
   const txCookie = (state: string) => ({ name: transactionCookieName(state, secure), options: { httpOnly: true, secure, sameSite: 'lax' as const, path: CALLBACK } })
