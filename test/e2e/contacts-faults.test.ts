@@ -8,8 +8,6 @@ import { assertProblem, countingServer, failOnStrayErrors, upstreamAttempts } fr
 import { assertCalls, LIST, metric, ONE, send } from './contacts-helpers.ts'
 
 failOnStrayErrors(t)
-// Dozens of complete stacks, each built and scanned for leaks: more than the default minute on a busy machine.
-t.setTimeout(180_000)
 
 type Op = 'list_contacts' | 'get_contact' | 'list_countries' | 'create_contact' | 'patch_contact' | 'delete_contact'
 

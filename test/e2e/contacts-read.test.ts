@@ -9,8 +9,6 @@ import {
 } from './contacts-helpers.ts'
 
 failOnStrayErrors(t)
-// Dozens of complete stacks, each built and scanned for leaks: more than the default minute on a busy machine.
-t.setTimeout(180_000)
 
 t.test('the list answers the BFF\'s own representation: a field emnify adds never reaches the frontend', async (t) => {
   const stack = await startStack(t, { simulator: { extraFields: true } })
