@@ -396,3 +396,16 @@ t.test('the per-session limit covers every contact and country route, and a limi
   }
   await assertNothingSent(t, stack)
 })
+
+t.test('after a 412 the editor\'s re-read shows the current contact and tag, not the kept one, so the retry can succeed', async (t) => {
+  const stack = await startStack(t, { env: { CONTACT_CACHE_TTL_MS: '600000' } })
+  const before = String((await send(stack, 'GET', ONE)).headers.etag)
+  await send(stack, 'GET', LIST)
+  stack.sim.state.updateContact(1, 1, { city: 'Changed In The Console' })
+  assertProblem(t, stack, await stack.patch(ONE, { title: 'Mine' }, { 'if-match': before }), { status: 412, code: 'PRECONDITION_FAILED', path: ONE })
+  const reread = await send(stack, 'GET', ONE)
+  t.equal(reread.json().city, 'Changed In The Console', 'the re-read shows what changed')
+  t.not(reread.headers.etag, before, 'with its current tag')
+  t.equal((await send(stack, 'GET', LIST)).json()[0].city, 'Changed In The Console', 'the list too')
+  t.equal((await stack.patch(ONE, { title: 'Mine' }, { 'if-match': String(reread.headers.etag) })).status, 204, 'the retry with the current tag goes through')
+})
