@@ -175,6 +175,8 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
       throw error
     })
     if (!matchesIfMatch(header, current?.etag)) {
+      // The fresh read may prove the kept reads stale: dropped, or the editor's re-read would answer the old tag again.
+      changed(org)
       throw new Problem('PRECONDITION_FAILED', { detail: 'The contact was changed since it was read; read it again and reapply the change' })
     }
   }
