@@ -15,9 +15,9 @@ import { upstreamContext, validTraceparent, type UpstreamContext } from '../upst
 import { ClientGoneError } from '../upstream/emnify-client.ts'
 import { OPERATIONS } from '../upstream/operations.ts'
 import { ReadCache } from './read-cache.ts'
-import { appendVary, prefersRepresentation, requireJson } from './request.ts'
+import { appendVary, prefersRepresentation, requireJson, sendRepresentation, sendText } from './request.ts'
 import {
-  matchesIfMatch, noneMatch, parseUpstreamJson, represent, toContact, toContactList, type Representation
+  matchesIfMatch, parseUpstreamJson, represent, toContact, toContactList, type Representation
 } from './representation.ts'
 import {
   ContactCreateSchema, ContactListSchema, ContactParamsSchema, ContactPatchSchema, ContactSchema, CreatedSchema,
@@ -71,11 +71,6 @@ function requireScope (request: FastifyRequest, _reply: FastifyReply, done: () =
     throw new Problem('INSUFFICIENT_SCOPE', { detail: `This session lacks the scope ${scope}` })
   }
   done()
-}
-
-/** JSON serialised once, when read: cache hits send the same text without serialising again. */
-export function sendText (reply: FastifyReply, text: string): FastifyReply {
-  return reply.type('application/json; charset=utf-8').send(text)
 }
 
 /** Answers nothing was sent for, so a retry with the same Idempotency-Key may try again. */
@@ -150,13 +145,6 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     const context = upstreamContext(request.id, validTraceparent(request.headers.traceparent), reply?.raw, request.session?.sub ?? '')
     request.upstream = context
     return context
-  }
-
-  function sendRepresentation (request: FastifyRequest, reply: FastifyReply, rep: Representation) {
-    reply.header('etag', rep.etag).header('cache-control', 'private, no-cache')
-    if (noneMatch(request.headers['if-none-match'], rep.etag)) return reply.code(304).send()
-    // Serialised once when read; cache hits send the same text without serialising again.
-    return sendText(reply.code(200), rep.text)
   }
 
   /** A fresh read of one contact (never from the cache): for If-Match and read-backs. */

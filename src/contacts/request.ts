@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Problem } from '../errors/problems.ts'
 import { JSON_MEDIA_TYPES } from '../http/json-body.ts'
 import { headerLines } from '../protection/header-lines.ts'
+import { noneMatch, type Representation } from './representation.ts'
 
 const JSON_TYPES = new Set(JSON_MEDIA_TYPES)
 
@@ -52,4 +53,16 @@ export function requireJson (request: FastifyRequest, _reply: FastifyReply, _pay
     throw new Problem('UNSUPPORTED_MEDIA_TYPE', { detail: 'Send the body without a Content-Encoding' })
   }
   done()
+}
+
+/** JSON serialised once, when read: cache hits send the same text without serialising again. */
+export function sendText (reply: FastifyReply, text: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(text)
+}
+
+/** A read's answer: its strong ETag, revalidation on every use, and 304 while the client's copy is current. */
+export function sendRepresentation (request: FastifyRequest, reply: FastifyReply, rep: Representation): FastifyReply {
+  reply.header('etag', rep.etag).header('cache-control', 'private, no-cache')
+  if (noneMatch(request.headers['if-none-match'], rep.etag)) return reply.code(304).send()
+  return sendText(reply.code(200), rep.text)
 }

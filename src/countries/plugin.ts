@@ -1,12 +1,12 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Config } from '../config/config.ts'
 import { ReadCache } from '../contacts/read-cache.ts'
-import { noneMatch, parseUpstreamJson, represent, toCountryList } from '../contacts/representation.ts'
+import { parseUpstreamJson, represent, toCountryList } from '../contacts/representation.ts'
 import { CountryListSchema } from '../contacts/schemas.ts'
-import { sendText } from '../contacts/plugin.ts'
+import { sendRepresentation } from '../contacts/request.ts'
 import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
 import { upstreamContext, validTraceparent } from '../upstream/context.ts'
 import { OPERATIONS } from '../upstream/operations.ts'
@@ -39,17 +39,14 @@ async function countries (fastify: FastifyInstance, { config }: CountriesOptions
         ], { instance: PATH })
       }
     }
-  }, async (request, raw) => {
-    const reply = raw as FastifyReply
+  }, async (request, reply) => {
     const rep = await cache.read('', PATH, async () => {
       const context = upstreamContext(request.id, validTraceparent(request.headers.traceparent), undefined, request.session?.sub ?? '')
       request.upstream = context
       const response = await fastify.emnify.call(OPERATIONS.listCountries, {}, context)
       return represent(toCountryList(parseUpstreamJson(response.body)))
     })
-    reply.header('etag', rep.etag).header('cache-control', 'private, no-cache')
-    if (noneMatch(request.headers['if-none-match'], rep.etag)) return reply.code(304).send()
-    return sendText(reply.code(200), rep.text)
+    return sendRepresentation(request, reply, rep)
   })
 }
 
