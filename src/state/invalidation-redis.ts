@@ -16,6 +16,7 @@ export class RedisInvalidationBus implements InvalidationBus {
   /** Tells this instance's own messages apart when they come back. */
   readonly #origin = randomUUID()
   readonly #pending = new Set<string>()
+  #scheduled = false
 
   constructor (redis: SharedRedis) {
     this.#redis = redis
@@ -35,7 +36,13 @@ export class RedisInvalidationBus implements InvalidationBus {
   publish (orgId: string): void {
     this.#local.publish(orgId)
     this.#pending.add(orgId)
-    this.#flush()
+    // One message per organisation per event-loop turn, however many writes that turn made.
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      this.#flush()
+    })
   }
 
   subscribe (listener: (orgId: string) => void): void {
