@@ -117,7 +117,8 @@ export async function startDemo (options: DemoOptions = {}): Promise<Demo> {
     const bffPort = options.bffPort === 0 && options.idpPort !== undefined ? await freePort() : options.bffPort ?? 3000
     if (options.idpPort !== undefined) {
       const publicUrl = `http://${HOST}:${bffPort}`
-      const started = await startIdentityProvider({ host: HOST, port: options.idpPort, bffUrl: publicUrl }).catch((error: Error) => {
+      // The editor asks to come back to its own page after signing out at the provider.
+      const started = await startIdentityProvider({ host: HOST, port: options.idpPort, bffUrl: publicUrl, postLogoutRedirectUris: [`${web.url}/`] }).catch((error: Error) => {
         throw new DemoListenError('IDP_PORT', `${HOST}:${options.idpPort}`, error)
       })
       closers.push(() => started.close())

@@ -36,6 +36,10 @@ const EndSessionReply = Type.Object({
   end_session_url: Type.String({ format: 'uri', description: 'where to send the browser so that the identity provider\'s session ends too' })
 }, { description: 'Signed out of the BFF; the provider\'s session is still open' })
 
+const LogoutQuery = Type.Object({
+  return_to: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'single sign-on: the page to come back to once the provider\'s session has ended; an absolute URL on an origin of OIDC_RETURN_ORIGINS, registered at the provider as a post-logout redirect URI' }))
+})
+
 const SessionReply = Type.Object({ sub: Type.String(), orgs: Orgs, scope: Scope, expires_at: Type.String({ format: 'date-time' }) })
 
 /** Attributes of the session cookie, wherever a session is set or cleared (password login, SSO). */
@@ -111,19 +115,22 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
       tags: ['auth'],
       summary: 'End the presented session: it is revoked until it expires and the cookie is cleared',
       description: 'A session from single sign-on answers 200 with `end_session_url` when the identity provider offers RP-initiated logout: ' +
-        'send the browser there to end the provider\'s session too. Every other session answers 204.',
+        'send the browser there to end the provider\'s session too (and back to `return_to`, when given). Every other session answers 204. ' +
+        'A `return_to` outside OIDC_RETURN_ORIGINS is 400 `VALIDATION_FAILED`, and the session is not ended.',
+      querystring: LogoutQuery,
       response: {
         200: EndSessionReply,
         204: Type.Null({ description: 'Signed out' }),
-        ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS, ...BODY_PROBLEMS], { instance: '/auth/logout' })
+        ...problemResponses([...COMMON_PROBLEMS, ...SESSION_PROBLEMS, ...BODY_PROBLEMS, 'VALIDATION_FAILED'], { instance: '/auth/logout' })
       }
     }
   }, async (request, reply) => {
     const session = request.session as NonNullable<typeof request.session>
+    // First: a return_to that is refused leaves the session as it was.
+    const endSessionUrl = app.sso.endSessionUrl(session, request.query.return_to)
     app.revocations.revoke(session, request.sessionToken as string)
     reply.clearCookie(cookieName, cookie)
     request.log.info({ event: 'logout', sub: session.sub }, 'logout')
-    const endSessionUrl = app.sso.endSessionUrl(session)
     if (endSessionUrl !== undefined) return reply.code(200).send({ end_session_url: endSessionUrl })
     return reply.code(204).send(null)
   })

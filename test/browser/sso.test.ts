@@ -64,11 +64,19 @@ async function run (t: Test): Promise<void> {
     t.equal(await page.evaluate('document.cookie'), '', 'the session cookie is HttpOnly here too')
   })
 
-  await t.test('signing out of an SSO session also leads to the provider, to end its session', async (t) => {
+  await t.test('signing out of an SSO session leads to the provider to end its session, and back to the editor', async (t) => {
     t.teardown(() => screenshotOnFailure(t, 'sso-sign-out'))
     await page.getByRole('button', { name: 'Sign out' }).click()
     await page.waitForURL((url) => url.origin === idp.issuer)
     const back = await page.context().request.get(`${bffUrl}/auth/session`)
     t.equal(back.status(), 401, 'the BFF session is over')
+    t.equal(new URL(page.url()).searchParams.get('post_logout_redirect_uri'), `${demo.webUrl}/`, 'the provider is asked to send the browser back to the editor')
+    await page.getByRole('button', { name: 'Sign out everywhere' }).click()
+    await page.waitForURL((url) => url.origin === demo.webUrl)
+    t.equal(page.url(), `${demo.webUrl}/`, 'the editor, where the user signed out')
+    await page.getByRole('link', { name: 'Sign in with SSO' }).click()
+    await page.waitForURL((url) => url.origin === idp.issuer)
+    await page.getByLabel('Password').waitFor()
+    t.pass('the provider asks for the password again: its session ended too')
   })
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import type { Test } from 'tap'
-import { Browser, formOf, reachCallback, sessionCookie, signIn, startSsoStack, type Page, type SsoStack } from '../helpers/oidc-stack.ts'
+import { Browser, FRONTEND, formOf, reachCallback, sessionCookie, signIn, startSsoStack, type Page, type SsoStack } from '../helpers/oidc-stack.ts'
 import { payloadOf, problem } from '../helpers/oidc-assert.ts'
 import { redisMissing, startRedis } from '../helpers/redis.ts'
 import { forge, session } from '../helpers/stack.ts'
@@ -77,12 +77,49 @@ t.test('POST /auth/logout of an SSO session answers 200 with the provider\'s end
   t.match(again.text, /name="password"/)
 })
 
-t.test('POST /auth/logout of a minted or password session still answers 204', async (t) => {
+t.test('signing out with return_to comes back to that page once the provider\'s session has ended', async (t) => {
+  const back = `${FRONTEND}/`
+  const stack = await startSsoStack(t, { idp: { postLogoutRedirectUris: [back] } })
+  const browser = new Browser()
+  await signIn(browser, stack)
+  const logout = await browser.fetch(`${stack.url}/auth/logout?return_to=${encodeURIComponent(back)}`, { method: 'POST', headers: { 'x-csrf': '1' } })
+  t.equal(logout.status, 200, logout.text)
+  const endSession = new URL((JSON.parse(logout.text) as { end_session_url: string }).end_session_url)
+  t.equal(`${endSession.origin}${endSession.pathname}`, `${stack.idp.issuer}/session/end`)
+  t.equal(endSession.searchParams.get('post_logout_redirect_uri'), back)
+  t.equal(endSession.searchParams.get('client_id'), stack.idp.clientId, 'client_id, which the provider needs with post_logout_redirect_uri')
+  t.notOk(endSession.searchParams.has('id_token_hint'), 'still no ID token')
+  t.equal(await sessionStatus(browser, stack), 401, 'the BFF session is over')
+
+  const confirm = await browser.navigate(endSession.href)
+  const { action, fields } = formOf(confirm)
+  const done = await browser.submit(action, { ...fields, logout: 'yes' }, (url) => url.startsWith(FRONTEND))
+  t.equal(done.url, back, 'the provider sends the browser back to the page it signed out from')
+  const again = await browser.navigate(`${stack.url}/auth/oidc/login?return_to=${encodeURIComponent(back)}`)
+  t.match(again.text, /name="password"/, 'and its session is over')
+})
+
+t.test('a logout return_to outside OIDC_RETURN_ORIGINS is refused with 400 and the session is not ended', async (t) => {
   const stack = await startSsoStack(t)
-  const token = session('alice', [1])
-  const page = await new Browser().fetch(`${stack.url}/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
-  t.equal(page.status, 204)
-  t.equal(page.text, '')
+  const browser = new Browser()
+  await signIn(browser, stack)
+  for (const returnTo of ['https://attacker.example/', 'http://127.0.0.1:5174/', '/relative', 'javascript:alert(1)', `http://user@${FRONTEND.slice(7)}/`]) {
+    const page = await browser.fetch(`${stack.url}/auth/logout?return_to=${encodeURIComponent(returnTo)}`, { method: 'POST', headers: { 'x-csrf': '1' } })
+    const body = problem(t, page, 400, 'VALIDATION_FAILED')
+    t.match(body.errors, [{ pointer: '/return_to' }], returnTo)
+    t.notOk(page.text.includes('end_session_url'), 'no end-session URL')
+  }
+  t.ok(sessionCookie(browser, stack), 'the cookie is kept')
+  t.equal(await sessionStatus(browser, stack), 200, 'the session still works')
+})
+
+t.test('POST /auth/logout of a minted or password session still answers 204, return_to or not', async (t) => {
+  const stack = await startSsoStack(t)
+  for (const query of ['', `?return_to=${encodeURIComponent(`${FRONTEND}/`)}`, '?return_to=https%3A%2F%2Fattacker.example%2F']) {
+    const page = await new Browser().fetch(`${stack.url}/auth/logout${query}`, { method: 'POST', headers: { authorization: `Bearer ${session(`local-${query.length}`, [1])}` } })
+    t.equal(page.status, 204, query)
+    t.equal(page.text, '')
+  }
 })
 
 t.test('a logout token naming a sid ends only that provider session', async (t) => {

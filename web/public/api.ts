@@ -186,10 +186,10 @@ export class BffClient {
 
   /**
    * Ends the session. After single sign-on the BFF may answer where to send the browser so that
-   * the identity provider's session ends too.
+   * the identity provider's session ends too; the provider then sends it back to `returnTo`.
    */
-  async logout (): Promise<{ endSessionUrl: string | undefined }> {
-    const answer = await this.#call('POST', '/auth/logout')
+  async logout (returnTo: string): Promise<{ endSessionUrl: string | undefined }> {
+    const answer = await this.#call('POST', `/auth/logout?return_to=${encodeURIComponent(returnTo)}`)
     const url = (answer.body as { end_session_url?: unknown } | undefined)?.end_session_url
     return { endSessionUrl: typeof url === 'string' && /^https?:\/\//.test(url) ? url : undefined }
   }

@@ -347,7 +347,8 @@ async function signIn (username: string, password: string): Promise<void> {
 
 ui.signOut.addEventListener('click', () => {
   ui.signOut.disabled = true
-  api.logout().then(({ endSessionUrl }) => {
+  // The same page SSO sign-in returns to: the demo provider registers it for sign-out too.
+  api.logout(`${location.origin}${location.pathname}`).then(({ endSessionUrl }) => {
     session = null
     current = null
     navigate('#/', 'Signed out.')

@@ -31,8 +31,10 @@ export interface Sso {
   /**
    * Where to send the browser so the provider's session ends too (RP-initiated logout), for a
    * session that came from SSO; undefined for other sessions or when the provider offers none.
+   * With `returnTo` the provider sends the browser back there afterwards; a `returnTo` outside
+   * OIDC_RETURN_ORIGINS throws 400 VALIDATION_FAILED (call it before changing anything).
    */
-  endSessionUrl: (session: SessionClaims) => string | undefined
+  endSessionUrl: (session: SessionClaims, returnTo?: string) => string | undefined
 }
 
 declare module 'fastify' {
@@ -67,6 +69,18 @@ const CallbackQuery = Type.Object({
 })
 
 const Redirect = Type.Null({ description: 'Redirect (Location)' })
+
+const BackchannelLogoutBody = Type.Object({
+  logout_token: Type.String({ minLength: 1, description: 'the provider\'s signed logout token (a JWT), exactly once' })
+})
+
+/** The answer to a return_to (login or logout) outside OIDC_RETURN_ORIGINS: no open redirect. */
+function returnRefused (origins: readonly string[]): Problem {
+  return new Problem('VALIDATION_FAILED', {
+    detail: 'return_to must be an absolute URL on an allowed origin',
+    errors: [{ pointer: '/return_to', detail: `must be an absolute URL on one of: ${origins.join(', ') || '(none configured)'}` }]
+  })
+}
 
 function loginFailed (detail: string): Problem {
   return new Problem('OIDC_LOGIN_FAILED', { detail })
@@ -117,11 +131,19 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
   fastify.metrics?.watchStores({ oidc_used_states: usedStates, oidc_logout_jtis: logoutTokens })
   fastify.log.info({ issuer: metadata.issuer, redirect_uri: redirectUri, end_session: metadata.end_session_endpoint !== undefined }, 'SSO enabled')
 
-  // No id_token_hint: the BFF keeps no ID token; client_id lets the provider name the application.
-  const endSession = metadata.end_session_endpoint === undefined ? undefined : buildEndSessionUrl(provider, { client_id: clientId }).href
+  // No id_token_hint: the BFF keeps no ID token. client_id names the application, and lets the
+  // provider check post_logout_redirect_uri against that client's registered ones.
+  const offersEndSession = metadata.end_session_endpoint !== undefined
+  const endSession = offersEndSession ? buildEndSessionUrl(provider, { client_id: clientId }).href : undefined
   fastify.decorate('sso', {
     enabled: true,
-    endSessionUrl: (session: SessionClaims) => isSsoSubject(session.sub) ? endSession : undefined
+    endSessionUrl: (session: SessionClaims, returnTo?: string) => {
+      if (!offersEndSession || !isSsoSubject(session.sub)) return undefined
+      if (returnTo === undefined) return endSession
+      const back = allowedReturn(returnTo, returnOrigins)
+      if (back === undefined) throw returnRefused(returnOrigins)
+      return buildEndSessionUrl(provider, { client_id: clientId, post_logout_redirect_uri: back }).href
+    }
   } satisfies Sso)
 
   const txCookie = (state: string) => ({ name: transactionCookieName(state, secure), options: { httpOnly: true, secure, sameSite: 'lax' as const, path: CALLBACK } })
@@ -186,12 +208,7 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
       }
     }, async (request, reply) => {
       const returnTo = allowedReturn(request.query.return_to, returnOrigins)
-      if (returnTo === undefined) {
-        throw new Problem('VALIDATION_FAILED', {
-          detail: 'return_to must be an absolute URL on an allowed origin',
-          errors: [{ pointer: '/return_to', detail: `must be an absolute URL on one of: ${returnOrigins.join(', ') || '(none configured)'}` }]
-        })
-      }
+      if (returnTo === undefined) throw returnRefused(returnOrigins)
       const codeVerifier = randomPKCECodeVerifier()
       const state = randomState()
       const nonce = randomNonce()
@@ -261,10 +278,15 @@ async function oidcPlugin (fastify: FastifyInstance, options: OidcPluginOptions)
 
     app.post(BACKCHANNEL_LOGOUT, {
       config: { public: true },
+      // The body schema documents the form; the handler checks it itself (URLSearchParams, one value).
+      attachValidation: true,
       schema: {
         tags: ['auth'],
         summary: 'OpenID Connect Back-Channel Logout: the provider ends the sessions of one of its sessions or users',
-        description: 'Form body `logout_token`. A valid token revokes every BFF session of its `sid` (or of its `sub` when it names no `sid`) issued up to now.',
+        description: 'Form body `logout_token`. A valid token revokes every BFF session of its `sid` (or of its `sub` when it names no `sid`) issued up to now. ' +
+          'Invalid (signature, `iss`, `aud`, `iat`, a replayed `jti`, no back-channel logout event, a `nonce`): 400; the provider\'s keys unreachable: 503, so the provider retries.',
+        consumes: ['application/x-www-form-urlencoded'],
+        body: BackchannelLogoutBody,
         response: {
           200: Type.Null({ description: 'Sessions ended (empty body)' }),
           ...problemResponses([...COMMON_PROBLEMS, 'VALIDATION_FAILED', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'OIDC_PROVIDER_UNAVAILABLE'], { instance: BACKCHANNEL_LOGOUT })
