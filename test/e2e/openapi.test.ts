@@ -2,16 +2,19 @@
 // (every route and status the app serves, derived from the app itself), and the docs UI.
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
+import type { Test } from 'tap'
 import type { RouteOptions } from 'fastify'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import { buildApp } from '../../src/app.ts'
-import { openApiDocument, serialiseDocument } from '../../src/docs/openapi.ts'
+import { DOCUMENTATION_SSO_ENV, documentationProviderFetch, openApiDocument, serialiseDocument } from '../../src/docs/openapi.ts'
 import { PROBLEMS } from '../../src/errors/problems.ts'
+import { Browser, FRONTEND, reachCallback, signIn, startSsoStack, type Page, type SsoStack } from '../helpers/oidc-stack.ts'
 import { CONTACT, session, startStack, testConfig } from '../helpers/stack.ts'
 import { openApiPath, PASSWORD, usersFile } from './ops-helpers.ts'
 
 const COMMITTED = new URL('../../openapi.json', import.meta.url)
 const CONTACT_ROUTE = '/api/v1/organisation/:org_id/contact/:contact_id'
+const SSO_ROUTES = ['GET /auth/oidc/login', 'GET /auth/oidc/callback', 'POST /auth/oidc/backchannel-logout']
 
 interface Operation {
   security?: unknown[]
@@ -50,13 +53,18 @@ t.test('openapi.json is a valid OpenAPI 3.1 document', async (t) => {
 t.test('the document lists every route the app serves and every status each route declares, and nothing else', async (t) => {
   const document = await committed()
   const routes: RouteOptions[] = []
-  // Configured as the generator is: login offered, metrics on the main port, docs on.
-  const app = await buildApp(testConfig({ USERS_FILE: await usersFile(t), LOG_LEVEL: 'silent' }), { onRoute: (route) => { routes.push(route) } })
+  // Configured as the generator is: login and single sign-on offered, metrics on the main port, docs on.
+  const app = await buildApp(testConfig({ USERS_FILE: await usersFile(t), LOG_LEVEL: 'silent', ...DOCUMENTATION_SSO_ENV }), {
+    onRoute: (route) => { routes.push(route) },
+    oidc: { fetch: documentationProviderFetch }
+  })
   t.teardown(() => app.close())
   await app.ready()
 
   const served = servedRoutes(routes)
   t.ok(served.length >= 6, `${served.length} routes collected from the app`)
+  const servedKeys = served.flatMap((route) => [route.method].flat().map((method) => `${method} ${openApiPath(route.url)}`))
+  for (const key of SSO_ROUTES) t.ok(servedKeys.includes(key), `${key} is served with SSO configured`)
   const documented = new Set<string>()
   for (const [path, operations] of Object.entries(document.paths)) {
     for (const method of Object.keys(operations)) documented.add(`${method.toUpperCase()} ${path}`)
@@ -156,6 +164,96 @@ t.test('every status and code the app actually answers is documented for its rou
   t.same([...statuses].sort(), [200, 204, 400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504], 'the traffic covered the statuses intended')
 })
 
+/** Status and code of each answer, and the route its access line names. */
+async function documentedAnswers (t: Test, stack: SsoStack, document: Document, pages: Page[]) {
+  const routeOf = new Map<string, { method: string, route: string | undefined }>()
+  for (const record of stack.logs.records()) {
+    if (record.msg === 'request completed') routeOf.set(String(record.request_id), { method: String(record.method), route: record.route as string | undefined })
+  }
+  const seen: string[] = []
+  for (const page of pages) {
+    const where = routeOf.get(String(page.headers['x-request-id']))
+    if (where?.route === undefined) {
+      t.fail(`no access line with a route for ${page.url}`)
+      continue
+    }
+    const code = /problem\+json/.test(String(page.headers['content-type'])) ? (JSON.parse(page.text) as { code: string }).code : undefined
+    const response = document.paths[openApiPath(where.route)]?.[where.method.toLowerCase()]?.responses[String(page.status)]
+    t.ok(response, `${where.method} ${where.route} ${page.status} is documented`)
+    if (code !== undefined) t.ok(response?.content?.['application/problem+json']?.schema.properties?.code?.enum?.includes(code), `${where.method} ${where.route} ${page.status} ${code} is documented`)
+    seen.push(`${where.method} ${where.route} ${page.status}${code === undefined ? '' : ` ${code}`}`)
+  }
+  return seen
+}
+
+t.test('every status and code the single sign-on routes answer against a real provider is documented', async (t) => {
+  const document = await committed()
+  const stack = await startSsoStack(t)
+  const pages: Page[] = []
+  const bff = (page: Page) => { if (page.url.startsWith(stack.url)) pages.push(page) }
+  const login = (returnTo: string) => `${stack.url}/auth/oidc/login?return_to=${encodeURIComponent(returnTo)}`
+
+  const alice = new Browser()
+  const signedIn = await signIn(alice, stack)
+  alice.history.forEach(bff)
+  bff(await alice.fetch(signedIn.callback as string))
+  bff(await new Browser().fetch(login('https://elsewhere.example/')))
+  bff(await new Browser().fetch(`${stack.url}/auth/oidc/callback?state=${'s'.repeat(600)}`))
+  const bob = new Browser()
+  bff((await signIn(bob, stack, { username: 'bob' })).page)
+  const logoutToken = await stack.idp.sign({ iss: stack.idp.issuer, aud: stack.idp.clientId, iat: Math.floor(Date.now() / 1000), jti: `openapi-${Date.now()}`, sid: 'a-provider-session', events: { 'http://schemas.openid.net/event/backchannel-logout': {} } })
+  const backchannel = (body: string, type = 'application/x-www-form-urlencoded') => new Browser().fetch(`${stack.url}/auth/oidc/backchannel-logout`, { method: 'POST', headers: { 'content-type': type }, body })
+  bff(await backchannel(new URLSearchParams({ logout_token: logoutToken }).toString()))
+  bff(await backchannel('logout_token=not-a-jwt'))
+  bff(await backchannel('logout_token=x', 'text/plain'))
+  const logout = (returnTo: string) => alice.fetch(`${stack.url}/auth/logout?return_to=${encodeURIComponent(returnTo)}`, { method: 'POST', headers: { 'x-csrf': '1' } })
+  bff(await logout('https://elsewhere.example/'))
+  bff(await logout(`${FRONTEND}/`))
+
+  // The provider gone: a sign-in cannot be finished, a logout token cannot be checked.
+  const late = await startSsoStack(t)
+  const lateBrowser = new Browser()
+  const callback = await reachCallback(lateBrowser, late, {})
+  const lateToken = await late.idp.sign({ iss: late.idp.issuer, aud: late.idp.clientId, iat: Math.floor(Date.now() / 1000), jti: `openapi-late-${Date.now()}`, sid: 'another', events: { 'http://schemas.openid.net/event/backchannel-logout': {} } })
+  await late.idp.close()
+  const latePages = [
+    await lateBrowser.fetch(callback),
+    await new Browser().fetch(`${late.url}/auth/oidc/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: lateToken }).toString() })
+  ]
+
+  const seen = [...await documentedAnswers(t, stack, document, pages), ...await documentedAnswers(t, late, document, latePages)]
+  t.same([...new Set(seen)].sort(), [
+    'GET /auth/oidc/callback 302',
+    'GET /auth/oidc/callback 400 VALIDATION_FAILED',
+    'GET /auth/oidc/callback 401 OIDC_LOGIN_FAILED',
+    'GET /auth/oidc/callback 403 OIDC_NO_ORGANISATIONS',
+    'GET /auth/oidc/callback 503 OIDC_PROVIDER_UNAVAILABLE',
+    'GET /auth/oidc/login 302',
+    'GET /auth/oidc/login 400 VALIDATION_FAILED',
+    'POST /auth/logout 200',
+    'POST /auth/logout 400 VALIDATION_FAILED',
+    'POST /auth/oidc/backchannel-logout 200',
+    'POST /auth/oidc/backchannel-logout 400 VALIDATION_FAILED',
+    'POST /auth/oidc/backchannel-logout 415 UNSUPPORTED_MEDIA_TYPE',
+    'POST /auth/oidc/backchannel-logout 503 OIDC_PROVIDER_UNAVAILABLE'
+  ], 'the traffic covered every answer intended')
+})
+
+t.test('the document describes the single sign-on routes\' inputs and the logout\'s end-session answer', async (t) => {
+  const document = await committed()
+  const login = document.paths['/auth/oidc/login']?.get
+  t.same(login?.parameters?.filter((p) => p.in === 'query').map((p) => p.name), ['return_to'], 'login takes return_to')
+  t.same(login?.security, [], 'login is public')
+  t.same(document.paths['/auth/oidc/callback']?.get?.security, [], 'the callback is public')
+  const backchannel = document.paths['/auth/oidc/backchannel-logout']?.post
+  t.same(Object.keys(backchannel?.requestBody?.content ?? {}), ['application/x-www-form-urlencoded'], 'the logout token comes as a form')
+  t.match(backchannel?.requestBody?.content['application/x-www-form-urlencoded']?.schema, { properties: { logout_token: { type: 'string' } }, required: ['logout_token'] })
+  t.same(backchannel?.security, [], 'the provider calls it without a session')
+  const logout = document.paths['/auth/logout']?.post
+  t.match(logout?.responses['200']?.content, { 'application/json': { schema: { required: ['end_session_url'], properties: { end_session_url: { format: 'uri' } } } } })
+  t.same(logout?.parameters?.filter((p) => p.in === 'query').map((p) => p.name), ['return_to'], 'logout takes return_to')
+})
+
 t.test('the document carries the contract: both PATCH media types, security schemes, public routes, examples', async (t) => {
   const document = await committed()
   const patch = document.paths[openApiPath(CONTACT_ROUTE)]?.patch
@@ -214,6 +312,7 @@ t.test('the served document follows the configuration: no login without USERS_FI
   const stack = await startStack(t, { env: { SESSION_COOKIE_SECURE: 'false' } })
   const document = (await stack.call('GET', '/docs/json')).json() as Document
   t.notOk(document.paths['/auth/login'], 'login is not offered, so not documented')
+  for (const path of ['/auth/oidc/login', '/auth/oidc/callback', '/auth/oidc/backchannel-logout']) t.notOk(document.paths[path], `${path}: no SSO without OIDC_ISSUER, so not documented`)
   t.equal(document.components.securitySchemes.sessionCookie?.name, 'session')
 })
 
