@@ -66,7 +66,7 @@ t.test('the scope claim limits what the session may do; without OIDC_SCOPE_CLAIM
   t.equal(JSON.parse((await alice.fetch(`${unscoped.url}/auth/session`)).text).scope, 'contacts:read contacts:write')
 })
 
-t.test('a user whose scope claim names no contact scope gets a session that may change nothing', async (t) => {
+t.test('a user whose scope claim names no contact scope gets a session that may neither read nor change contacts', async (t) => {
   const stack = await startSsoStack(t, { idp: { users: [{ username: 'dave', password: 'dave-password-12', orgs: [1], scope: ['admin', 'contacts:delete'] }, { username: 'erin', password: 'erin-password-12', orgs: [1] }] } })
   for (const username of ['dave', 'erin']) {
     const browser = new Browser()
@@ -74,5 +74,6 @@ t.test('a user whose scope claim names no contact scope gets a session that may 
     t.equal(payloadOf(sessionCookie(browser, stack) as string).scope, '', username)
     const patch = await browser.fetch(stack.url + CONTACT, { method: 'PATCH', headers: { 'content-type': 'application/json', 'x-csrf': '1' }, body: JSON.stringify({ name: 'x' }) })
     problem(t, patch, 403, 'INSUFFICIENT_SCOPE')
+    problem(t, await browser.fetch(stack.url + CONTACT), 403, 'INSUFFICIENT_SCOPE')
   }
 })
