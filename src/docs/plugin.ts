@@ -46,7 +46,7 @@ async function docsPlugin (app: FastifyInstance, { config }: DocsPluginOptions) 
             type: 'apiKey',
             in: 'cookie',
             name: sessionCookieName(config),
-            description: 'The session cookie set by `POST /auth/login` (HttpOnly, SameSite=Strict). ' +
+            description: 'The session cookie set by `POST /auth/login` or the single sign-on callback (HttpOnly, SameSite=Strict). ' +
               'Unsafe methods authenticated by this cookie must send the header `X-CSRF: 1`, else 403 `CSRF_HEADER_REQUIRED`.'
           }
         }
