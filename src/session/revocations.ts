@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto'
-import { CLOCK_TOLERANCE_MS, type SessionClaims } from './claims.ts'
+import { CLOCK_TOLERANCE_MS, MAX_SESSION_LIFETIME_S, type SessionClaims } from './claims.ts'
 
 /**
  * One revocation as it travels between instances: `key` names what is revoked by a hash only
@@ -21,9 +21,6 @@ export interface RevocationsOptions {
   /** The longest lifetime a session may have; a revokeAll record is kept this long past its cut-off. */
   maxSessionLifetimeMs?: number
 }
-
-/** The longest SESSION_TTL_S the configuration allows (7 days). */
-export const MAX_SESSION_LIFETIME_MS = 604_800_000
 
 // sha256 in base64url: what travels to a shared store names no session, user or IdP session.
 function digest (value: string): string {
@@ -53,7 +50,7 @@ export class Revocations {
   constructor (options: RevocationsOptions = {}) {
     this.#max = options.max ?? 100_000
     this.#now = options.now ?? Date.now
-    this.#maxLifetimeMs = options.maxSessionLifetimeMs ?? MAX_SESSION_LIFETIME_MS
+    this.#maxLifetimeMs = options.maxSessionLifetimeMs ?? MAX_SESSION_LIFETIME_S * 1000
   }
 
   static #key (claims: SessionClaims, token: string): string {
