@@ -83,4 +83,6 @@ t.test('without OIDC_ISSUER there are no SSO routes and logout answers 204', asy
   }
   const logout = await stack.call('POST', '/auth/logout', { headers: { authorization: `Bearer ${session('oidc:alice')}` } })
   t.equal(logout.status, 204)
+  const withReturn = await stack.call('POST', `/auth/logout?return_to=${encodeURIComponent('https://anywhere.example/')}`, { headers: { authorization: `Bearer ${session('oidc:bob')}` } })
+  t.equal(withReturn.status, 204, 'return_to means nothing without SSO')
 })
