@@ -12,7 +12,7 @@ const BINARY = process.env.REDIS_SERVER ?? 'redis-server'
 export function redisMissing (): string | undefined {
   const probe = spawnSync(BINARY, ['--version'], { encoding: 'utf8' })
   if (probe.error === undefined && probe.status === 0) return undefined
-  return `redis-server is not installed: run \`apt-get install -y redis-server\` (Debian) to run the Redis tests`
+  return 'redis-server is not installed: run `apt-get install -y redis-server` (Debian) to run the Redis tests'
 }
 
 /** A free TCP port on 127.0.0.1 (the listener is closed again before the port is used). */
