@@ -1,7 +1,5 @@
 // Login, who-am-I and logout end to end: the users file, the cookie and its CSRF rule, the
 // brute-force limits, revocation, SIGHUP reloads of the real server and the users CLI.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readFile, readdir, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -13,6 +11,7 @@ import { buildApp } from '../../src/app.ts'
 import { hashPassword, parseHash, verifyPassword } from '../../src/users/password.ts'
 import { parseUsers } from '../../src/users/users-file.ts'
 import { startServer, type RunningServer } from '../helpers/server-process.ts'
+import { runScript, USERS_CLI } from '../helpers/cli.ts'
 import {
   APPLICATION_TOKEN,
   CONTACT,
@@ -33,7 +32,6 @@ const WRONG = 'incorrect donkey battery staple'
 const FAST = { ln: 10, r: 8, p: 1 }
 const FAST_HASH = await hashPassword(PASSWORD, FAST)
 const HS256 = { alg: 'HS256', typ: 'JWT' }
-const CLI = new URL('../../bin/users.ts', import.meta.url).pathname
 
 interface UserEntry { username: string, password_hash?: string, orgs: number[] | '*' }
 
@@ -486,16 +484,7 @@ async function remoteLogin (url: string, username: string, password: string): Pr
 }
 
 /** Runs the users CLI with the password on stdin. */
-async function cli (args: string[], stdin: string, cwd: string) {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { PATH: process.env.PATH ?? '' } })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString('utf8') })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8') })
-  child.stdin.end(stdin)
-  const [code] = await once(child, 'exit')
-  return { code: code as number | null, stdout, stderr }
-}
+const cli = (args: string[], stdin: string, cwd: string) => runScript(USERS_CLI, args, stdin, cwd)
 
 t.test('the real server re-reads the users file on SIGHUP and keeps the old users when the new file is broken', async (t) => {
   const dir = t.testdir()

@@ -6,21 +6,9 @@ import { join } from 'node:path'
 import t from 'tap'
 import { hashPassword, parseHash, verifyPassword } from '../../src/users/password.ts'
 import { parseUsers } from '../../src/users/users-file.ts'
+import { MINT_CLI as MINT, runScript as run, USERS_CLI as USERS } from '../helpers/cli.ts'
 
-const USERS = new URL('../../bin/users.ts', import.meta.url).pathname
-const MINT = new URL('../../bin/session-mint.ts', import.meta.url).pathname
 const PASSWORD = 'correct horse battery staple'
-
-async function run (script: string, args: string[], stdin: string, cwd: string) {
-  const child = spawn(process.execPath, [script, ...args], { cwd, env: { PATH: process.env.PATH ?? '' } })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString('utf8') })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8') })
-  child.stdin.end(stdin)
-  const [code] = await once(child, 'exit')
-  return { code: code as number | null, stdout, stderr }
-}
 
 t.test('user:add --help and user:hash --help print the usage, with the 12-character minimum, and exit 0', async (t) => {
   for (const args of [['add', '--help'], ['hash', '--help'], ['hash', '-h'], ['--help']]) {

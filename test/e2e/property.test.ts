@@ -98,22 +98,25 @@ async function harness (t: Test): Promise<Harness> {
   return { stack, pool }
 }
 
-async function exchange ({ stack, pool }: Harness, sent: Sent): Promise<Answer> {
+/** Sends one request and reads what emnify saw: `operation` is the change the request makes (PATCH or create). */
+async function send ({ stack, pool }: Harness, sent: Sent, method: 'PATCH' | 'POST', operation: 'patch_contact' | 'create_contact'): Promise<Answer> {
   stack.sim.reset()
-  const response = await pool.request({ method: 'PATCH', path: sent.path, headers: sent.headers, body: sent.body })
+  const response = await pool.request({ method, path: sent.path, headers: sent.headers, body: sent.body })
   const text = await response.body.text()
   const calls = stack.sim.state.calls
   return {
     status: response.statusCode,
     headers: response.headers,
     text,
-    patches: calls.filter((call) => call.operation === 'patch_contact'),
+    patches: calls.filter((call) => call.operation === operation),
     reads: calls.filter((call) => call.operation === 'get_contact'),
-    others: calls.filter((call) => !['authenticate', 'patch_contact', 'get_contact'].includes(call.operation)),
+    others: calls.filter((call) => !['authenticate', operation, 'get_contact'].includes(call.operation)),
     counted: stack.sim.state.counters.total,
     logged: calls.length
   }
 }
+
+const exchange = (h: Harness, sent: Sent) => send(h, sent, 'PATCH', 'patch_contact')
 
 function describe (sent: Sent, answer: Answer): string {
   const body = sent.body === undefined ? '' : typeof sent.body === 'string' ? sent.body : Buffer.from(sent.body).toString('latin1')
@@ -363,22 +366,7 @@ t.test('any body — wrong types, unicode, huge numbers, nesting, prototype and 
 
 const LIST = '/api/v1/organisation/1/contact'
 
-async function exchangeCreate ({ stack, pool }: Harness, sent: Sent): Promise<Answer> {
-  stack.sim.reset()
-  const response = await pool.request({ method: 'POST', path: sent.path, headers: sent.headers, body: sent.body })
-  const text = await response.body.text()
-  const calls = stack.sim.state.calls
-  return {
-    status: response.statusCode,
-    headers: response.headers,
-    text,
-    patches: calls.filter((call) => call.operation === 'create_contact'),
-    reads: calls.filter((call) => call.operation === 'get_contact'),
-    others: calls.filter((call) => !['authenticate', 'create_contact', 'get_contact'].includes(call.operation)),
-    counted: stack.sim.state.counters.total,
-    logged: calls.length
-  }
-}
+const exchangeCreate = (h: Harness, sent: Sent) => send(h, sent, 'POST', 'create_contact')
 
 t.test('valid create bodies, in any JSON spelling, are forwarded once and exactly; emnify\'s verdict is translated', async (t) => {
   const h = await harness(t)
