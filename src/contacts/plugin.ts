@@ -203,7 +203,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     }
   }, async (request, reply) => {
     const org = request.params.org_id
-    const rep = await cache.read(org, request.url.split('?')[0] as string, async () => {
+    const rep = await cache.read(org, `/api/v1/organisation/${org}/contact`, async () => {
       const response = await client.call(OPERATIONS.listContacts, { org }, contextOf(request, undefined))
       return represent(toContactList(parseUpstreamJson(response.body)))
     })
