@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ROOT, benchSession, buildProduction, drive, startBff, startProxy, startUpstream, upstreamToken } from './lib.ts'
+import { LIST_LOAD, PATCH_LOAD, ROOT, benchSession, buildProduction, drive, startBff, startProxy, startUpstream, upstreamToken } from './lib.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -13,6 +13,8 @@ const { values: args } = parseArgs({
     top: { type: 'string', default: '40' },
     // floor or reply-from profile the references the same way, for a side-by-side reading.
     target: { type: 'string', default: 'bff' },
+    // patch (default) or list: the contact list read, which the BFF answers from its cache.
+    load: { type: 'string', default: 'patch' },
     'skip-build': { type: 'boolean', default: false }
   }
 })
@@ -34,7 +36,9 @@ const proc = target === 'bff'
   ? await startBff(upstream.url, log, {}, 'dist/server.js', profiling)
   : await startProxy(target, upstream.url, log, profiling)
 const authorization = `Bearer ${target === 'bff' ? benchSession() : await upstreamToken(upstream.url)}`
-const load = (seconds: number) => drive(proc.url, authorization, seconds, Number(args.connections))
+if (args.load !== 'patch' && args.load !== 'list') throw new Error('--load must be patch or list')
+const requests = args.load === 'list' ? LIST_LOAD : PATCH_LOAD
+const load = (seconds: number) => drive(proc.url, authorization, seconds, Number(args.connections), requests)
 try {
   await load(3)
   const result = await load(Number(args.duration))

@@ -31,7 +31,7 @@ async function cors (app: FastifyInstance, { config }: CorsOptions) {
     allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF', 'X-Request-Id', 'Prefer', 'traceparent', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
     exposedHeaders: [
       'X-Request-Id', 'Retry-After', 'Preference-Applied', 'ETag', 'Location', 'Idempotency-Replayed',
-      'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'
+      'RateLimit-Policy', 'RateLimit'
     ],
     maxAge: 600
   })

@@ -19,6 +19,19 @@ function sessionKey (request: FastifyRequest): string {
 
 interface Window { count: number, resetAt: number }
 
+/** The policy's name in both fields: one quota per session (per client IP without one). */
+export const RATE_LIMIT_POLICY_NAME = 'session'
+
+/** `RateLimit-Policy` (IETF draft): the quota `q` per window of `w` seconds. */
+export function rateLimitPolicy (quota: number, windowSeconds: number): string {
+  return `"${RATE_LIMIT_POLICY_NAME}";q=${quota};w=${windowSeconds}`
+}
+
+/** `RateLimit` (IETF draft): `r` requests remaining, `t` seconds until the window resets. */
+export function rateLimitState (remaining: number, secondsLeft: number): string {
+  return `"${RATE_LIMIT_POLICY_NAME}";r=${remaining};t=${secondsLeft}`
+}
+
 /** What the per-session limit counts with: one synchronous hit per request. */
 export interface HitCounter {
   readonly size: number
@@ -195,22 +208,17 @@ export interface SessionRateLimit {
  * The per-session limit of routes marked `config: { sessionRateLimit: true }`, on a
  * WindowCounter. It runs first among the route's own onRequest hooks, after the
  * global session hook: over the limit, nothing is parsed, validated or sent upstream. Answers carry
- * both the IETF draft `RateLimit-*` and the common `X-RateLimit-*` headers. Register before the
- * routes.
+ * the two fields of the IETF draft (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy`
+ * (quota and window) and `RateLimit` (what is left and when it resets). Register before the routes.
  */
 export function sessionRateLimit (app: FastifyInstance, max: number, counter: HitCounter = new WindowCounter(WINDOW_MS)): SessionRateLimit {
-  const policy = `${max};w=${WINDOW_MS / 1000}`
-  const limit = String(max)
+  const policy = rateLimitPolicy(max, WINDOW_MS / 1000)
 
   function count (request: FastifyRequest, reply: FastifyReply): void {
     const window = counter.hit(sessionKey(request))
     const remaining = max - window.count
     const seconds = counter.secondsLeft(window)
-    const reset = String(seconds)
-    const left = String(Math.max(0, remaining))
-    reply.header('ratelimit-policy', policy)
-      .header('ratelimit-limit', limit).header('ratelimit-remaining', left).header('ratelimit-reset', reset)
-      .header('x-ratelimit-limit', limit).header('x-ratelimit-remaining', left).header('x-ratelimit-reset', reset)
+    reply.header('ratelimit-policy', policy).header('ratelimit', rateLimitState(Math.max(0, remaining), seconds))
     if (remaining < 0) {
       throw new Problem('RATE_LIMITED', { detail: 'Too many requests for this session; try again later', retryAfter: seconds })
     }

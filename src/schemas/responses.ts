@@ -5,12 +5,8 @@ interface HeaderDoc { type: 'integer' | 'string', description: string }
 
 const RETRY_AFTER: HeaderDoc = { type: 'integer', description: 'seconds to wait before trying again' }
 const RATE_LIMIT_HEADERS: Record<string, HeaderDoc> = {
-  'RateLimit-Limit': { type: 'integer', description: 'requests allowed per window' },
-  'RateLimit-Remaining': { type: 'integer', description: 'requests left in the window' },
-  'RateLimit-Reset': { type: 'integer', description: 'seconds until the window resets' },
-  'X-RateLimit-Limit': { type: 'integer', description: 'as RateLimit-Limit' },
-  'X-RateLimit-Remaining': { type: 'integer', description: 'as RateLimit-Remaining' },
-  'X-RateLimit-Reset': { type: 'integer', description: 'as RateLimit-Reset' }
+  'RateLimit-Policy': { type: 'string', description: 'IETF draft RateLimit-Policy: the quota `q` per window of `w` seconds, e.g. `"session";q=60;w=60`' },
+  RateLimit: { type: 'string', description: 'IETF draft RateLimit: `r` requests left in the window, `t` seconds until it resets, e.g. `"session";r=59;t=42`' }
 }
 /** 429s and upstream or capacity failures may carry Retry-After (inside an authenticate backoff window, any of them). */
 const mayRetryLater = (code: ProblemCode) => PROBLEMS[code].status === 429 || PROBLEMS[code].status > 500

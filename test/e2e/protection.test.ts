@@ -80,20 +80,18 @@ t.test('rate limit: RATE_LIMIT_PER_MINUTE contact requests per session sub, then
   for (let i = 1; i <= 3; i++) {
     const reply = await stack.patch(CONTACT, { city: `City ${i}` })
     t.equal(reply.status, 204, `request ${i} served`)
-    t.equal(reply.headers['ratelimit-limit'], '3')
-    t.equal(reply.headers['ratelimit-remaining'], String(3 - i))
-    t.equal(reply.headers['x-ratelimit-limit'], '3')
-    t.equal(reply.headers['x-ratelimit-remaining'], String(3 - i))
-    t.match(reply.headers['ratelimit-reset'], /^\d+$/)
-    t.equal(reply.headers['ratelimit-policy'], '3;w=60')
+    t.equal(reply.headers['ratelimit-policy'], '"session";q=3;w=60', 'the quota per 60 s window')
+    const state = rateLimitState(reply)
+    t.equal(state.remaining, 3 - i, `${3 - i} left`)
+    t.ok(state.reset >= 1 && state.reset <= 60, `resets in ${state.reset} s`)
+    t.notOk(Object.keys(reply.headers).some((name) => /^(x-)?ratelimit-(limit|remaining|reset)$/.test(name)), 'only the two fields of the current draft')
   }
   const limited = await stack.patch(CONTACT, { city: 'One too many' })
   assertProblem(t, limited, 429, 'RATE_LIMITED')
   const retryAfter = Number(limited.headers['retry-after'])
   t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`)
-  t.equal(limited.headers['ratelimit-remaining'], '0')
-  t.equal(limited.headers['x-ratelimit-remaining'], '0')
-  t.equal(limited.headers['x-ratelimit-reset'], limited.headers['ratelimit-reset'])
+  t.equal(rateLimitState(limited).remaining, 0, 'none left')
+  t.equal(rateLimitState(limited).reset, retryAfter, 'the window resets when Retry-After says')
 
   // Refused before anything is parsed or checked: an invalid body or a forbidden org is still 429.
   assertProblem(t, await stack.patch(CONTACT, '{"city":'), 429, 'RATE_LIMITED')
@@ -116,7 +114,8 @@ t.test('rate limit: requests without a valid session are limited per client IP',
   const limited = await anonymous()
   assertProblem(t, limited, 429, 'RATE_LIMITED')
   t.ok(Number(limited.headers['retry-after']) >= 1, 'Retry-After')
-  t.equal(limited.headers['ratelimit-limit'], '3')
+  t.equal(limited.headers['ratelimit-policy'], '"session";q=3;w=60')
+  t.equal(rateLimitState(limited).remaining, 0)
   t.equal(limited.headers['www-authenticate'], undefined, 'a rate-limit answer, not an auth challenge')
   t.equal((await stack.patch(CONTACT, { city: 'Valid' })).status, 204, 'a valid session from the same IP has its own budget')
   t.equal(stack.sim.state.counters.patch_contact, 1)
@@ -126,9 +125,16 @@ t.test('rate limit: requests without a valid session are limited per client IP',
 t.test('rate limit: the default allows RATE_LIMIT_PER_MINUTE=60, a fair share of the default upstream budget', async (t) => {
   const stack = await startStack(t, { env: { RATE_LIMIT_PER_MINUTE: '' } })
   const reply = await stack.patch(CONTACT, { city: 'Berlin' })
-  t.equal(reply.headers['ratelimit-limit'], '60')
-  t.equal(reply.headers['ratelimit-remaining'], '59')
+  t.equal(reply.headers['ratelimit-policy'], '"session";q=60;w=60')
+  t.equal(rateLimitState(reply).remaining, 59)
 })
+
+/** The IETF draft's `RateLimit` field, `"session";r=<remaining>;t=<seconds>`, read strictly. */
+function rateLimitState (reply: Reply): { remaining: number, reset: number } {
+  const match = /^"session";r=(\d+);t=(\d+)$/.exec(String(reply.headers.ratelimit))
+  if (match === null) throw new Error(`RateLimit field not in the draft's form: ${String(reply.headers.ratelimit)}`)
+  return { remaining: Number(match[1]), reset: Number(match[2]) }
+}
 
 const API_CSP = /^default-src 'none';.*frame-ancestors 'none'/
 

@@ -25,7 +25,7 @@ t.test('every code has an example that is a complete problem for the route', asy
     errors: [{ pointer: '/email', in: 'body' }]
   })
   t.same(Object.keys(responses['429']?.headers ?? {}).sort(), [
-    'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'
+    'RateLimit', 'RateLimit-Policy', 'Retry-After'
   ], 'a 429 documents the rate-limit headers')
   t.equal(problemResponses(['NOT_FOUND'])['404']?.content['application/problem+json']?.examples.NOT_FOUND?.value.instance, '/', 'a neutral instance by default')
 })
