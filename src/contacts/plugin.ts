@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Config } from '../config/config.ts'
 import { isProblem, Problem, type ProblemCode } from '../errors/problems.ts'
-import { unredacted } from '../logging/logger.ts'
+import { fieldLines } from '../logging/logger.ts'
 import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
 import { allowsOrganisation, hasScope, type Scope } from '../session/claims.ts'
 import { MemoryIdempotencyStore } from '../state/idempotency-memory.ts'
@@ -129,7 +129,7 @@ const ReadCacheControl = { 'Cache-Control': { type: 'string' as const, descripti
 async function contacts (fastify: FastifyInstance, { config, bus = new LocalInvalidationBus(), idempotency = new MemoryIdempotencyStore() }: ContactsOptions) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const client = fastify.emnify
-  const audit = unredacted(fastify.log, { log_type: 'audit' })
+  const audit = fieldLines(fastify.log, { log_type: 'audit' })
   const cache = new ReadCache({ ttlMs: config.CONTACT_CACHE_TTL_MS, onResult: fastify.metrics?.readCache })
   cache.follow(bus)
   fastify.metrics?.watchStores({ contact_read_cache: cache, idempotency })

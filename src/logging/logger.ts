@@ -129,15 +129,34 @@ export function requestId (req: IncomingMessage): string {
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
 }
 
+/** Writes info lines built field by field, in pino's format, straight to the logger's destination. */
+export interface FieldLines {
+  info: (fields: object, msg: string) => void
+}
+
 /**
- * A child logger without redaction, only for lines built field by field from values that cannot
- * hold a credential (the access line, the audit record): no redact path can match their keys, so
- * the output is the same, but redaction walks all its paths, wildcards included, on every line,
- * which measured at about two thirds of the CPU cost of writing such a line. Every other line,
- * and anything carrying an error, keeps the redacting logger.
+ * Info lines built field by field from values that cannot hold a credential (the access line,
+ * the audit record), written without pino's generic path: no redact path can match their keys,
+ * and the fields are plain, so one JSON.stringify gives the very line pino would write
+ * (`{"level":30,"time":…,<bindings>,<fields>,"msg":…}`), to the same destination, at the same
+ * level threshold. Redaction alone measured at about two thirds of pino's cost for such a line;
+ * the rest is its per-value serialisation. Every other line, and anything carrying an error,
+ * keeps the redacting logger.
  */
-export function unredacted (logger: FastifyBaseLogger, bindings: Record<string, string> = {}): FastifyBaseLogger {
-  return logger.child(bindings, { redact: { paths: [] } })
+export function fieldLines (logger: FastifyBaseLogger, bindings: Record<string, string> = {}): FieldLines {
+  const instance = logger.child(bindings) as unknown as Record<symbol, unknown> & { levelVal: number }
+  const stream = instance[pino.symbols.streamSym] as DestinationStream
+  // pino's own serialisation of the bindings, leading comma included.
+  const head = instance[pino.symbols.chindingsSym] as string
+  return {
+    info (fields, msg) {
+      // levelVal is read each time: the logger's level can be changed while it runs.
+      if (instance.levelVal > 30) return
+      const body = JSON.stringify(fields)
+      const middle = body.length > 2 ? `,${body.slice(1, -1)}` : ''
+      stream.write(`{"level":30,"time":${Date.now()}${head}${middle},"msg":${JSON.stringify(msg)}}\n`)
+    }
+  }
 }
 
 interface AccessLine {
@@ -161,7 +180,7 @@ interface AccessLine {
  * actor and, for requests that called emnify, the time spent there and the last outcome.
  */
 export class AccessLog extends LogController {
-  #lines: FastifyBaseLogger | undefined
+  #lines: FieldLines | undefined
   #errors: FastifyBaseLogger | undefined
 
   constructor () {
@@ -171,7 +190,7 @@ export class AccessLog extends LogController {
   /** The app's logger, known only once Fastify has built it. */
   attach (logger: FastifyBaseLogger): void {
     this.#errors = logger
-    this.#lines = unredacted(logger)
+    this.#lines = fieldLines(logger)
   }
 
   override incomingRequest (): void {}
@@ -179,7 +198,8 @@ export class AccessLog extends LogController {
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const line = this.#line(request, reply)
     if (error) (this.#errors ?? reply.log).error({ ...line, err: error }, 'request errored')
-    else (this.#lines ?? reply.log).info(line, 'request completed')
+    else if (this.#lines !== undefined) this.#lines.info(line, 'request completed')
+    else reply.log.info(line, 'request completed')
   }
 
   /**
@@ -192,7 +212,9 @@ export class AccessLog extends LogController {
     const timedOut = (request.raw.socket.errored as { code?: string } | null)?.code === 'ERR_HTTP_REQUEST_TIMEOUT'
     line.status = timedOut ? 408 : 499
     line.aborted = true
-    ;(this.#lines ?? reply.log).info(line, timedOut ? 'request timed out' : 'request aborted by the client')
+    const msg = timedOut ? 'request timed out' : 'request aborted by the client'
+    if (this.#lines !== undefined) this.#lines.info(line, msg)
+    else reply.log.info(line, msg)
   }
 
   #line (request: FastifyRequest, reply: FastifyReply): AccessLine {

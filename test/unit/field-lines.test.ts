@@ -1,0 +1,47 @@
+// The access line and audit record skip pino's generic path: they must still be the very line pino writes.
+import pino from 'pino'
+import t from 'tap'
+import type { FastifyBaseLogger } from 'fastify'
+import { fieldLines, loggerOptions } from '../../src/logging/logger.ts'
+
+function capture (level = 'info') {
+  const lines: string[] = []
+  const options = loggerOptions(level, { write: (line: string) => { lines.push(line) } })
+  const logger = pino(options, options.stream) as unknown as FastifyBaseLogger
+  return { lines, logger }
+}
+
+const FIELDS = [
+  { request_id: 'r-1', method: 'PATCH', path: '/api/v1/organisation/1/contact/2', route: '/api/v1/organisation/:org_id/contact/:contact_id', status: 204, ms: 1.23, sub: 'local:alice', upstream_ms: 0.5, upstream_calls: 1, upstream_outcome: '2xx' },
+  { request_id: 'r-2', method: 'GET', path: '/nope', route: undefined, status: 404, ms: 0.1, sub: undefined },
+  { event: 'contact.updated', request_id: 'r-3', sub: 'oidc:ü "quoted" \\ back\nslash', org_id: '1', contact_id: null, fields: ['name', 'email'] },
+  {}
+]
+
+t.test('byte for byte the line pino writes for the same fields and bindings', async (t) => {
+  const realNow = Date.now
+  Date.now = () => 1_796_160_743_804
+  t.teardown(() => { Date.now = realNow })
+  for (const bindings of [{}, { log_type: 'audit' }]) {
+    for (const fields of FIELDS) {
+      const ours = capture()
+      fieldLines(ours.logger, bindings).info(fields, 'request completed')
+      const theirs = capture()
+      theirs.logger.child(bindings, { redact: { paths: [] } } as never).info(fields, 'request completed')
+      t.equal(ours.lines.length, 1, 'one line')
+      t.equal(ours.lines[0], theirs.lines[0], `same line for ${JSON.stringify(fields).slice(0, 40)} with ${JSON.stringify(bindings)}`)
+      t.same(JSON.parse(ours.lines[0] as string).msg, 'request completed')
+    }
+  }
+})
+
+t.test('the level threshold holds, including a level changed while running', async (t) => {
+  const quiet = capture('warn')
+  const lines = fieldLines(quiet.logger)
+  lines.info({ a: 1 }, 'hidden')
+  t.same(quiet.lines, [], 'info is below warn: nothing written')
+  quiet.logger.level = 'info'
+  lines.info({ a: 1 }, 'shown')
+  t.equal(quiet.lines.length, 1, 'written once the level allows it')
+  t.match(JSON.parse(quiet.lines[0] as string), { level: 30, service: 'emnify-bff', a: 1, msg: 'shown' })
+})
