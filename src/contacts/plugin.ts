@@ -15,6 +15,7 @@ import { upstreamContext, validTraceparent, type UpstreamContext } from '../upst
 import { ClientGoneError } from '../upstream/emnify-client.ts'
 import { OPERATIONS } from '../upstream/operations.ts'
 import { ReadCache } from './read-cache.ts'
+import { sendNoContent } from '../http/replies.ts'
 import { appendVary, prefersRepresentation, requireJson, sendRepresentation, sendText } from './request.ts'
 import {
   matchesIfMatch, parseUpstreamJson, represent, toContact, toContactList, type Representation
@@ -381,7 +382,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
         request.log.warn({ code: isProblem(error) ? error.code : undefined }, 'representation read failed; answering 204')
       }
     }
-    return reply.code(204).send(null)
+    return sendNoContent(reply)
   })
 
   app.delete('/contact/:contact_id', {
@@ -403,7 +404,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     await checkPrecondition(request, org, contact, context)
     await write(org, () => client.call(OPERATIONS.deleteContact, { org, contact }, context))
     record('contact.deleted', request, org, contact, [])
-    return reply.code(204).send(null)
+    return sendNoContent(reply)
   })
 }
 

@@ -8,6 +8,7 @@ import { effectiveScope, newSessionPayload } from '../session/claims.ts'
 import { LoginLockout } from '../session/login-limiter.ts'
 import { sessionCookieName } from '../session/plugin.ts'
 import { canonicalUsername, type UserDirectory } from '../users/users-file.ts'
+import { sendNoContent } from '../http/replies.ts'
 
 export interface AuthRoutesOptions {
   config: Config
@@ -132,6 +133,6 @@ export default async function authRoutes (fastify: FastifyInstance, { config, us
     reply.clearCookie(cookieName, cookie)
     request.log.info({ event: 'logout', sub: session.sub }, 'logout')
     if (endSessionUrl !== undefined) return reply.code(200).send({ end_session_url: endSessionUrl })
-    return reply.code(204).send(null)
+    return sendNoContent(reply)
   })
 }

@@ -22,7 +22,7 @@ t.test('byte for byte the line pino writes for the same fields and bindings', as
   const realNow = Date.now
   Date.now = () => 1_796_160_743_804
   t.teardown(() => { Date.now = realNow })
-  for (const bindings of [{}, { log_type: 'audit' }]) {
+  for (const bindings of [{}, { log_type: 'audit' }] as Array<Record<string, string>>) {
     for (const fields of FIELDS) {
       const ours = capture()
       fieldLines(ours.logger, bindings).info(fields, 'request completed')
