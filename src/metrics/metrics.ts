@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Operation, Outcome } from '../upstream/http.ts'
+import { FixedHistogram } from './fixed-histogram.ts'
 import type { BudgetObserver, BudgetRejection } from '../upstream/budget.ts'
 
 export type SessionEvent = 'login_ok' | 'login_failed' | 'logout' | 'rejected'
@@ -16,6 +17,19 @@ const BUDGET_WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 
 const BUDGET_REJECTIONS: readonly BudgetRejection[] = ['timeout', 'queue_full', 'paused']
 
 let processRegistry: Registry | undefined
+
+/** `<method> <status> <route>` back into [method, route, status_code]. */
+function httpLabels (key: string): string[] {
+  const first = key.indexOf(' ')
+  const second = key.indexOf(' ', first + 1)
+  return [key.slice(0, first), key.slice(second + 1), key.slice(first + 1, second)]
+}
+
+/** `<operation> <outcome>` (neither holds a space) back into [operation, outcome]. */
+function upstreamLabels (key: string): string[] {
+  const space = key.indexOf(' ')
+  return [key.slice(0, space), key.slice(space + 1)]
+}
 
 /**
  * Process metrics (CPU, memory, GC, event loop) describe the process, not an app: collected once
@@ -38,8 +52,8 @@ export interface BoundedStore {
 /** The BFF's Prometheus series, in a registry of its own per app. */
 export class Metrics {
   readonly registry = new Registry()
-  readonly #http: Histogram<'method' | 'route' | 'status_code'>
-  readonly #upstream: Histogram<'operation' | 'outcome'>
+  readonly #http: FixedHistogram<'method' | 'route' | 'status_code'>
+  readonly #upstream: FixedHistogram<'operation' | 'outcome'>
   readonly #authenticate: Counter<'outcome'>
   readonly #sessions: Counter<'event'>
   readonly #readCache: Counter<'result'>
@@ -49,14 +63,15 @@ export class Metrics {
   constructor () {
     processMetrics()
     const registers = [this.registry]
-    this.#http = new Histogram({
+    // The two histograms every request observes: FixedHistogram, rendered the same as prom-client's.
+    this.#http = new FixedHistogram({
       name: 'http_request_duration_seconds',
       help: 'Time to answer an HTTP request, by method, route template and status code',
       labelNames: ['method', 'route', 'status_code'],
       buckets: HTTP_BUCKETS,
       registers
     })
-    this.#upstream = new Histogram({
+    this.#upstream = new FixedHistogram({
       name: 'emnify_bff_upstream_request_duration_seconds',
       help: 'Time of one call to the emnify API, by operation and outcome (2xx, 4xx, 5xx, timeout, unreachable, reset)',
       labelNames: ['operation', 'outcome'],
@@ -142,12 +157,13 @@ export class Metrics {
   }
 
   request (method: string, route: string, statusCode: number, seconds: number): void {
-    this.#http.labels(method, route, String(statusCode)).observe(seconds)
+    // Method and status code hold no space, so the key splits back into the labels (route last: it may be anything).
+    this.#http.observe(`${method} ${statusCode} ${route}`, seconds, httpLabels)
   }
 
   /** The UpstreamHttp observer. */
   readonly upstreamCall = (operation: Operation, outcome: Outcome, durationMs: number): void => {
-    this.#upstream.labels(operation, outcome).observe(durationMs / 1000)
+    this.#upstream.observe(`${operation} ${outcome}`, durationMs / 1000, upstreamLabels)
   }
 
   /** The token cache's refresh listener. */
