@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { startRedis } from '../test/helpers/redis.ts'
 import { LIST_LOAD, PATCH_LOAD, ROOT, benchSession, buildProduction, drive, startBff, startProxy, startUpstream, upstreamToken } from './lib.ts'
 
 const { values: args } = parseArgs({
@@ -15,6 +16,8 @@ const { values: args } = parseArgs({
     target: { type: 'string', default: 'bff' },
     // patch (default) or list: the contact list read, which the BFF answers from its cache.
     load: { type: 'string', default: 'patch' },
+    // The BFF in fleet mode: REDIS_URL on a private redis-server started here.
+    fleet: { type: 'boolean', default: false },
     'skip-build': { type: 'boolean', default: false }
   }
 })
@@ -32,8 +35,9 @@ const target = args.target as string
 if (target !== 'bff' && target !== 'floor' && target !== 'reply-from') throw new Error('--target must be bff, floor or reply-from')
 const profiling = ['--cpu-prof', '--cpu-prof-dir', dir]
 const log = join(dir, `${target}.log`)
+const redis = args.fleet ? await startRedis() : undefined
 const proc = target === 'bff'
-  ? await startBff(upstream.url, log, {}, 'dist/server.js', profiling)
+  ? await startBff(upstream.url, log, redis === undefined ? {} : { REDIS_URL: redis.url }, 'dist/server.js', profiling)
   : await startProxy(target, upstream.url, log, profiling)
 const authorization = `Bearer ${target === 'bff' ? benchSession() : await upstreamToken(upstream.url)}`
 if (args.load !== 'patch' && args.load !== 'list') throw new Error('--load must be patch or list')
@@ -46,6 +50,7 @@ try {
 } finally {
   await proc.stop()
   await upstream.stop()
+  await redis?.stop()
 }
 
 const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))

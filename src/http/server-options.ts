@@ -4,7 +4,7 @@ import ajvFormats from 'ajv-formats'
 import type { DestinationStream } from 'pino'
 import type { Config } from '../config/config.ts'
 import { clientErrorResponse, sendProblem, toProblem } from '../errors/handler.ts'
-import { type AccessLog, loggerOptions, requestId } from '../logging/logger.ts'
+import { type AccessLog, lazyChildLogger, loggerOptions, requestId } from '../logging/logger.ts'
 import { parseTrustProxy } from './trust-proxy.ts'
 
 /** Inbound connection bounds, ms. */
@@ -54,6 +54,7 @@ export function serverOptions ({ config, timeouts, accessLog, security, stamp, l
     logger: loggerOptions(config.LOG_LEVEL, logStream),
     logController: accessLog,
     genReqId: requestId,
+    childLoggerFactory: lazyChildLogger,
     requestTimeout: timeouts.requestMs,
     connectionTimeout: timeouts.idleMs,
     keepAliveTimeout: timeouts.keepAliveMs,

@@ -159,6 +159,60 @@ export function fieldLines (logger: FastifyBaseLogger, bindings: Record<string, 
   }
 }
 
+type LogMethod = (...args: unknown[]) => void
+
+/**
+ * The per-request logger, made only when the request logs something of its own. Fastify builds a
+ * pino child per request (its bindings serialised through the redaction stringifiers), yet most
+ * requests write nothing but the access line, which does not use it. This stands in for that
+ * child: the same bindings and options, the same methods, and the real child from the first call.
+ */
+export class LazyChildLogger {
+  readonly #parent: FastifyBaseLogger
+  readonly #bindings: Record<string, unknown>
+  readonly #options: object
+  #real: FastifyBaseLogger | undefined
+
+  constructor (parent: FastifyBaseLogger, bindings: Record<string, unknown>, options: object) {
+    this.#parent = parent
+    this.#bindings = bindings
+    this.#options = options
+  }
+
+  get real (): FastifyBaseLogger {
+    this.#real ??= this.#parent.child(this.#bindings, this.#options as never)
+    return this.#real
+  }
+
+  get level (): string {
+    return this.#real?.level ?? this.#parent.level
+  }
+
+  set level (level: string) {
+    this.real.level = level
+  }
+
+  info (...args: unknown[]): void { (this.real.info as LogMethod)(...args) }
+  warn (...args: unknown[]): void { (this.real.warn as LogMethod)(...args) }
+  error (...args: unknown[]): void { (this.real.error as LogMethod)(...args) }
+  fatal (...args: unknown[]): void { (this.real.fatal as LogMethod)(...args) }
+  debug (...args: unknown[]): void { (this.real.debug as LogMethod)(...args) }
+  trace (...args: unknown[]): void { (this.real.trace as LogMethod)(...args) }
+  silent (): void {}
+  child (bindings: Record<string, unknown>, options?: object): FastifyBaseLogger {
+    return this.real.child(bindings, options)
+  }
+
+  isLevelEnabled (level: string): boolean {
+    return ((this.#real ?? this.#parent) as unknown as { isLevelEnabled: (level: string) => boolean }).isLevelEnabled(level)
+  }
+}
+
+/** Fastify's childLoggerFactory: a LazyChildLogger per request. */
+export function lazyChildLogger (logger: FastifyBaseLogger, bindings: Record<string, unknown>, options: object): FastifyBaseLogger {
+  return new LazyChildLogger(logger, bindings, options) as unknown as FastifyBaseLogger
+}
+
 interface AccessLine {
   request_id: string
   method: string

@@ -2,7 +2,7 @@
 import pino from 'pino'
 import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
-import { fieldLines, loggerOptions } from '../../src/logging/logger.ts'
+import { fieldLines, lazyChildLogger, loggerOptions } from '../../src/logging/logger.ts'
 
 function capture (level = 'info') {
   const lines: string[] = []
@@ -44,4 +44,31 @@ t.test('the level threshold holds, including a level changed while running', asy
   lines.info({ a: 1 }, 'shown')
   t.equal(quiet.lines.length, 1, 'written once the level allows it')
   t.match(JSON.parse(quiet.lines[0] as string), { level: 30, service: 'emnify-bff', a: 1, msg: 'shown' })
+})
+
+t.test('the per-request logger: no child until the request logs, then the child Fastify would have made', async (t) => {
+  const realNow = Date.now
+  Date.now = () => 1_796_160_743_804
+  t.teardown(() => { Date.now = realNow })
+  const ours = capture()
+  const theirs = capture()
+  let children = 0
+  const counting = new Proxy(ours.logger, {
+    get (target, property, receiver) {
+      if (property === 'child') return (...args: Parameters<FastifyBaseLogger['child']>) => { children++; return target.child(...args) }
+      return Reflect.get(target, property, receiver)
+    }
+  })
+  const lazy = lazyChildLogger(counting, { request_id: 'r-9' }, {})
+  t.equal(lazy.level, 'info', 'the level is read without making the child')
+  t.equal(children, 0, 'nothing made while the request logs nothing')
+  lazy.warn({ code: 'UPSTREAM_TIMEOUT', token: 'secret' }, 'representation read failed')
+  lazy.info('plain message %s', 'with an argument')
+  t.equal(children, 1, 'one child, at the first line')
+  const real = theirs.logger.child({ request_id: 'r-9' })
+  real.warn({ code: 'UPSTREAM_TIMEOUT', token: 'secret' }, 'representation read failed')
+  real.info('plain message %s', 'with an argument')
+  t.same(ours.lines, theirs.lines, 'the same lines, redaction included')
+  t.match(ours.lines[0], /"token":"\[redacted\]"/)
+  t.ok(lazy.child({ more: 1 }), 'children of its own')
 })
