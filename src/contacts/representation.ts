@@ -74,15 +74,18 @@ export function parseUpstreamJson (body: Buffer): unknown {
   }
 }
 
-/** A representation serialised once, with its strong validator. */
+/**
+ * A representation serialised once, as the bytes sent, with its strong validator: a cache hit
+ * is written as it is, with no UTF-8 encoding or length count of a string per answer.
+ */
 export interface Representation {
-  readonly text: string
+  readonly body: Buffer
   readonly etag: string
 }
 
 export function represent (value: unknown): Representation {
-  const text = JSON.stringify(value)
-  return { text, etag: `"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"` }
+  const body = Buffer.from(JSON.stringify(value))
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` }
 }
 
 /** RFC 9110 §13.1.2 If-None-Match: weak comparison; `*` matches any current representation. */
