@@ -6,6 +6,7 @@
 // change bought" table was measured.
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { startRedis, type RunningRedis } from '../test/helpers/redis.ts'
 import { LIST_LOAD, PATCH_LOAD, ROOT, benchSession, drive, median, startBff, startProxy, startUpstream, upstreamToken, usage, type Proc } from './lib.ts'
 
 const { values: args } = parseArgs({
@@ -16,7 +17,9 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '12' },
-    load: { type: 'string', default: 'patch' }
+    load: { type: 'string', default: 'patch' },
+    // B in fleet mode (REDIS_URL on a private redis-server): with --a and --b the same build, what fleet mode costs.
+    'fleet-b': { type: 'boolean', default: false }
   }
 })
 if (args.a === undefined) throw new Error('--a <folder with dist/server.js> is required')
@@ -25,7 +28,11 @@ const [connections, duration, warmup, rounds] = [args.connections, args.duration
 
 const dir = join(ROOT, 'bench', 'results')
 const procs: Proc[] = []
-const stopAll = () => Promise.all(procs.splice(0).map((proc) => proc.stop()))
+let redis: RunningRedis | undefined
+const stopAll = async () => {
+  await Promise.all(procs.splice(0).map((proc) => proc.stop()))
+  await redis?.stop()
+}
 process.once('SIGINT', () => { stopAll().then(() => process.exit(130)) })
 try {
   const upstream = await startUpstream(join(dir, 'ab-upstream.log'))
@@ -35,7 +42,8 @@ try {
   procs.push(floor)
   const a = await startBff(upstream.url, join(dir, 'ab-a.log'), {}, join(args.a, 'dist', 'server.js'))
   procs.push(a)
-  const b = await startBff(upstream.url, join(dir, 'ab-b.log'), {}, join(args.b, 'dist', 'server.js'))
+  if (args['fleet-b']) redis = await startRedis()
+  const b = await startBff(upstream.url, join(dir, 'ab-b.log'), redis === undefined ? {} : { REDIS_URL: redis.url }, join(args.b, 'dist', 'server.js'))
   procs.push(b)
   const session = `Bearer ${benchSession()}`
   const targets = [{ name: 'floor', proc: floor, auth: `Bearer ${token}` }, { name: 'A', proc: a, auth: session }, { name: 'B', proc: b, auth: session }]

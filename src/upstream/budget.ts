@@ -268,7 +268,9 @@ class SharedSource implements TokenSource {
     if (this.#fallback !== undefined) return this.#fallback.tryTake(now)
     if (this.#pool < 1) return false
     this.#pool--
-    if (this.#pool < this.#o.leaseAhead && this.#retryTimer === undefined) this.#lease(this.#o.leaseAhead - this.#pool, 0)
+    // Topped up once half the lease is spent, not after every call: at a high budget that is one
+    // round trip per many calls; at emnify's (a lease ahead of 1–2 tokens) it is still every call.
+    if (this.#pool <= this.#o.leaseAhead / 2 && this.#retryTimer === undefined) this.#lease(this.#o.leaseAhead - this.#pool, 0)
     return true
   }
 

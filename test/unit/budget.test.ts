@@ -328,6 +328,28 @@ t.test('in a fleet, tokens are leased ahead so most calls take one without waiti
   t.equal(clock.pending, 0, 'closing stops the heartbeat')
 })
 
+t.test('in a fleet, the lease is topped up once half of it is spent, not after every call', async (t) => {
+  const clock = fakeClock()
+  const store = new MemoryStore(clock, 3_000_000, 1000)
+  const { budget } = budgetOn(clock, { perFiveMinutes: 3_000_000, burst: 1000, store, leaseAhead: 100, heartbeatMs: 60_000 })
+  await flush()
+  t.equal(store.leases.length, 1, 'one lease at start')
+  for (let i = 0; i < 49; i++) t.equal(budget.take('alice'), true, `call ${i + 1} takes a leased token`)
+  await flush()
+  t.equal(store.leases.length, 1, 'no lease while more than half is left')
+  t.equal(budget.take('alice'), true)
+  await flush()
+  t.equal(store.leases.length, 2, 'the 50th call tops it up')
+  t.equal(store.leases[1]?.want, 50, 'by what was spent')
+  for (let i = 0; i < 200; i++) {
+    t.equal(budget.take('alice'), true)
+    if (i % 10 === 0) await flush()
+  }
+  await flush()
+  t.ok(store.leases.length <= 2 + 200 / 40, `a few leases for 200 calls (${store.leases.length})`)
+  budget.close()
+})
+
 t.test('in a fleet, waiting calls are served as the shared bucket refills, without a lease storm', async (t) => {
   const clock = fakeClock()
   const store = new MemoryStore(clock, 300, 2)
