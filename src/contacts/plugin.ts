@@ -307,7 +307,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     return answerCreate(reply, answer)
   })
 
-  type CreateResult = IdempotentAnswer & { body?: string | Buffer }
+  type CreateResult = IdempotentAnswer & { body?: string }
 
   async function create (request: FastifyRequest, reply: FastifyReply, org: string, body: object): Promise<CreateResult> {
     const context = contextOf(request, reply)
@@ -320,7 +320,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     }
     const location = `/api/v1/organisation/${org}/contact/${id}`
     try {
-      return { status: 201, location, contactId: id, body: (await readContact(org, id, context)).body }
+      return { status: 201, location, contactId: id, body: (await readContact(org, id, context)).text }
     } catch (error) {
       // The contact exists; failing now would invite a retry that creates a second one.
       request.log.warn({ code: isProblem(error) ? error.code : undefined }, 'created contact could not be read back; answering 201 with its id')
@@ -376,7 +376,7 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     if (prefersRepresentation(request.headers.prefer) && !reply.raw.destroyed) {
       try {
         const rep = await readContact(org, contact, context)
-        return sendText(reply.code(200).header('preference-applied', 'return=representation').header('etag', rep.etag), rep.body)
+        return sendText(reply.code(200).header('preference-applied', 'return=representation').header('etag', rep.etag), rep.text)
       } catch (error) {
         // The update did happen; failing the request now would invite a blind retry. No contact values logged.
         request.log.warn({ code: isProblem(error) ? error.code : undefined }, 'representation read failed; answering 204')

@@ -95,7 +95,7 @@ export class ReadCache implements Bounded {
   }
 
   #store (org: string, key: string, rep: Representation): void {
-    const bytes = rep.body.length + rep.etag.length + key.length
+    const bytes = rep.text.length + rep.etag.length + key.length
     if (bytes > this.#maxBytes) return
     const old = this.#entries.get(key)
     if (old !== undefined) this.#drop(key, old)

@@ -74,18 +74,15 @@ export function parseUpstreamJson (body: Buffer): unknown {
   }
 }
 
-/**
- * A representation serialised once, as the bytes sent, with its strong validator: a cache hit
- * is written as it is, with no UTF-8 encoding or length count of a string per answer.
- */
+/** A representation serialised once, with its strong validator. */
 export interface Representation {
-  readonly body: Buffer
+  readonly text: string
   readonly etag: string
 }
 
 export function represent (value: unknown): Representation {
-  const body = Buffer.from(JSON.stringify(value))
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` }
+  const text = JSON.stringify(value)
+  return { text, etag: `"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"` }
 }
 
 /** RFC 9110 §13.1.2 If-None-Match: weak comparison; `*` matches any current representation. */

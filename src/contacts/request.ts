@@ -56,7 +56,7 @@ export function requireJson (request: FastifyRequest, _reply: FastifyReply, _pay
 }
 
 /** JSON serialised once, when read: cache hits send the same text without serialising again. */
-export function sendText (reply: FastifyReply, text: string | Buffer): FastifyReply {
+export function sendText (reply: FastifyReply, text: string): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(text)
 }
 
@@ -64,5 +64,5 @@ export function sendText (reply: FastifyReply, text: string | Buffer): FastifyRe
 export function sendRepresentation (request: FastifyRequest, reply: FastifyReply, rep: Representation): FastifyReply {
   reply.header('etag', rep.etag).header('cache-control', 'private, no-cache')
   if (noneMatch(request.headers['if-none-match'], rep.etag)) return reply.code(304).send()
-  return sendText(reply.code(200), rep.body)
+  return sendText(reply.code(200), rep.text)
 }
