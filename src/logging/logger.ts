@@ -252,8 +252,7 @@ export class AccessLog extends LogController {
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const line = this.#line(request, reply)
     if (error) (this.#errors ?? reply.log).error({ ...line, err: error }, 'request errored')
-    else if (this.#lines !== undefined) this.#lines.info(line, 'request completed')
-    else reply.log.info(line, 'request completed')
+    else this.#info(reply, line, 'request completed')
   }
 
   /**
@@ -266,7 +265,11 @@ export class AccessLog extends LogController {
     const timedOut = (request.raw.socket.errored as { code?: string } | null)?.code === 'ERR_HTTP_REQUEST_TIMEOUT'
     line.status = timedOut ? 408 : 499
     line.aborted = true
-    const msg = timedOut ? 'request timed out' : 'request aborted by the client'
+    this.#info(reply, line, timedOut ? 'request timed out' : 'request aborted by the client')
+  }
+
+  // Before attach (never, once the app is built) the request's own logger writes the line.
+  #info (reply: FastifyReply, line: AccessLine, msg: string): void {
     if (this.#lines !== undefined) this.#lines.info(line, msg)
     else reply.log.info(line, msg)
   }
