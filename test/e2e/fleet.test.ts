@@ -225,6 +225,10 @@ if (missing !== undefined) {
     t.equal(answered, sent, `every one of ${sent} requests was answered`)
     t.same([...statuses.keys()], [204], 'and every one succeeded')
     t.equal(f.sim.state.counters.patch_contact, sent, 'each reached emnify exactly once')
+    // The command connection reconnects on its own backoff (up to 2 s), after the subscriber that
+    // carried the logout: wait for it within the same bound before counting its lines.
+    const ups = (server: RunningServer) => server.stdout.filter((line) => line.includes('"event":"redis.up"')).length
+    for (const server of f.servers) await within(5000, async () => ups(server) >= 2)
     for (const server of f.servers) {
       const lines = server.stdout.map((line) => JSON.parse(line) as Record<string, unknown>)
       t.equal(lines.filter((line) => line.event === 'redis.down').length, 1, 'one log line for the outage')
