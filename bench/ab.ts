@@ -19,7 +19,9 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '12' },
     load: { type: 'string', default: 'patch' },
     // B in fleet mode (REDIS_URL on a private redis-server): with --a and --b the same build, what fleet mode costs.
-    'fleet-b': { type: 'boolean', default: false }
+    'fleet-b': { type: 'boolean', default: false },
+    // Both in fleet mode, on one redis-server under separate key prefixes: a fleet-only lever.
+    fleet: { type: 'boolean', default: false }
   }
 })
 if (args.a === undefined) throw new Error('--a <folder with dist/server.js> is required')
@@ -40,10 +42,11 @@ try {
   const token = await upstreamToken(upstream.url)
   const floor = await startProxy('floor', upstream.url, join(dir, 'ab-floor.log'))
   procs.push(floor)
-  const a = await startBff(upstream.url, join(dir, 'ab-a.log'), {}, join(args.a, 'dist', 'server.js'))
+  if (args['fleet-b'] || args.fleet) redis = await startRedis()
+  const fleetEnv = (prefix: string) => redis === undefined ? {} : { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix }
+  const a = await startBff(upstream.url, join(dir, 'ab-a.log'), args.fleet ? fleetEnv('ab-a:') : {}, join(args.a, 'dist', 'server.js'))
   procs.push(a)
-  if (args['fleet-b']) redis = await startRedis()
-  const b = await startBff(upstream.url, join(dir, 'ab-b.log'), redis === undefined ? {} : { REDIS_URL: redis.url }, join(args.b, 'dist', 'server.js'))
+  const b = await startBff(upstream.url, join(dir, 'ab-b.log'), fleetEnv('ab-b:'), join(args.b, 'dist', 'server.js'))
   procs.push(b)
   const session = `Bearer ${benchSession()}`
   const targets = [{ name: 'floor', proc: floor, auth: `Bearer ${token}` }, { name: 'A', proc: a, auth: session }, { name: 'B', proc: b, auth: session }]

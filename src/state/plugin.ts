@@ -71,13 +71,14 @@ async function statePlugin (app: FastifyInstance, options: StatePluginOptions) {
   const redis = new SharedRedis({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX, log: app.log, ...options.redis })
   const shared: SharedRevocations = shareRevocations(revocations, redis)
   const sessionCounter = new SharedWindowCounter(redis, { windowMs: WINDOW_MS, syncMs: options.rateLimitSyncMs })
+  const invalidation = new RedisInvalidationBus(redis)
   const stores: Stores = {
     redis,
     revocations,
     get pendingRevocations () { return shared.pending },
     loginLockout: new LoginLockout({ redis }),
     sessionCounter,
-    invalidation: new RedisInvalidationBus(redis),
+    invalidation,
     idempotency: new RedisIdempotencyStore(redis),
     // The lock outlives one authenticate call (its budget is UPSTREAM_TIMEOUT_MS) with a margin.
     upstreamToken: { store: new RedisTokenStore(redis), lockTtlMs: config.UPSTREAM_TIMEOUT_MS + 2000 },
@@ -94,6 +95,8 @@ async function statePlugin (app: FastifyInstance, options: StatePluginOptions) {
   }
   app.addHook('onClose', async () => {
     sessionCounter.close()
+    // What the last window gathered goes out before QUIT, which Redis reads after it.
+    invalidation.close()
     await redis.close()
   })
 

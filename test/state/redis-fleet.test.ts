@@ -1,6 +1,8 @@
 // What only a shared store can do: instances see each other's writes, survive restarts of the
 // instance and of Redis, and carry on alone while Redis is away.
+import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { INVALIDATION_WINDOW_MS } from '../../src/state/invalidation-redis.ts'
 import type { SessionClaims } from '../../src/session/claims.ts'
 import { StoreUnavailableError } from '../../src/state/types.ts'
 import { redisMissing, startRedis, type RunningRedis } from '../helpers/redis.ts'
@@ -72,6 +74,50 @@ if (missing !== undefined) {
       t.ok(await eventually(() => heardB.includes('7')), 'the other instance hears it within 1 s')
       await new Promise((resolve) => setTimeout(resolve, 50))
       t.same(heardA, ['7'], 'the writer heard it once, not again from Redis')
+    })
+
+    t.test('a burst of writes sends one message per organisation per window, the last one included', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      const wire: string[] = []
+      const listener = new Redis(redis.url)
+      t.teardown(() => listener.disconnect())
+      listener.on('message', (_channel: string, message: string) => wire.push(message.slice(message.indexOf(' ') + 1)))
+      await listener.subscribe(`${shared}invalidate`)
+      const heardB: string[] = []
+      b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+
+      const started = performance.now()
+      let writes = 0
+      while (performance.now() - started < 100) {
+        for (let i = 0; i < 20; i++, writes++) a.app.stores.invalidation.publish('7')
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const elapsed = performance.now() - started
+      a.app.stores.invalidation.publish('8')
+      t.ok(await eventually(() => heardB.includes('8')), 'the write after the burst reaches the other instance')
+      t.ok(await eventually(() => wire.filter((orgId) => orgId === '7').length > 0))
+      await new Promise((resolve) => setTimeout(resolve, 3 * INVALIDATION_WINDOW_MS))
+      const sevens = wire.filter((orgId) => orgId === '7').length
+      // One at the end of the first turn, one per window after it, one for the window the burst ended in.
+      t.ok(sevens <= Math.floor(elapsed / INVALIDATION_WINDOW_MS) + 2, `${writes} writes in ${elapsed.toFixed(0)} ms sent ${sevens} messages`)
+      t.equal(wire.filter((orgId) => orgId === '8').length, 1, 'the other organisation had its own message')
+      t.ok(heardB.includes('7'), 'the burst reached the other instance')
+    })
+
+    t.test('what the current window gathered is sent when an instance shuts down', async (t) => {
+      const shared = prefix()
+      const b = await open(t, redis, shared)
+      const heardB: string[] = []
+      b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+      const a = await instance(redis.url, { prefix: shared })
+      a.app.stores.invalidation.publish('1')
+      await new Promise((resolve) => setImmediate(resolve))
+      // Inside the window opened by the first message: held back until the window ends.
+      a.app.stores.invalidation.publish('2')
+      await a.app.close()
+      t.ok(await eventually(() => heardB.includes('1') && heardB.includes('2')), `heard ${heardB.join(', ')}`)
     })
 
     t.test('an idempotency key claimed on one instance is in flight, then replayed, on another', async (t) => {
