@@ -43,7 +43,7 @@ try {
   const floor = await startProxy('floor', upstream.url, join(dir, 'ab-floor.log'))
   procs.push(floor)
   if (args['fleet-b'] || args.fleet) redis = await startRedis()
-  const fleetEnv = (prefix: string) => redis === undefined ? {} : { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix }
+  const fleetEnv = (prefix: string): Record<string, string> => redis === undefined ? {} : { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix }
   const a = await startBff(upstream.url, join(dir, 'ab-a.log'), args.fleet ? fleetEnv('ab-a:') : {}, join(args.a, 'dist', 'server.js'))
   procs.push(a)
   const b = await startBff(upstream.url, join(dir, 'ab-b.log'), fleetEnv('ab-b:'), join(args.b, 'dist', 'server.js'))

@@ -162,43 +162,50 @@ export interface PacedResult {
 }
 
 /**
- * Open-loop load at a fixed rate: requests leave on schedule whether or not earlier ones have
- * answered, so a slow answer cannot hide the ones queued behind it. Each latency is measured
- * from the moment its request was due to the end of its body.
+ * Open-loop load at a fixed rate, on one or several targets at once: requests leave on schedule
+ * whether or not earlier ones have answered, so a slow answer cannot hide the ones queued behind
+ * it, and each due moment sends one request to every target, so whatever stalls the machine (the
+ * upstream, the driver, the VM) meets all of them alike. Each latency is measured from the moment
+ * its request was due to the end of its body.
  */
-export async function paced (url: string, authorization: string, ratePerS: number, seconds: number, load: Load = PATCH_LOAD): Promise<PacedResult> {
-  const pool = new Pool(url, { connections: 32, pipelining: 1 })
-  const headers: Record<string, string> = load.body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' }
-  const latencies: number[] = []
-  let errors = 0
+export async function pacedTogether (targets: ReadonlyArray<{ url: string, authorization: string }>, ratePerS: number, seconds: number, load: Load = PATCH_LOAD): Promise<PacedResult[]> {
+  const runs = targets.map(({ url, authorization }) => ({
+    pool: new Pool(url, { connections: 32, pipelining: 1 }),
+    headers: load.body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' } as Record<string, string>,
+    latencies: [] as number[],
+    errors: 0
+  }))
   let sent = 0
   const total = Math.round(ratePerS * seconds)
   const pending: Array<Promise<void>> = []
   const start = performance.now()
-  const one = async (due: number): Promise<void> => {
+  const one = async (run: (typeof runs)[number], due: number): Promise<void> => {
     try {
-      const answer = await pool.request({ method: load.method, path: load.path, headers, body: load.body })
+      const answer = await run.pool.request({ method: load.method, path: load.path, headers: run.headers, body: load.body })
       await answer.body.dump()
-      if (answer.statusCode >= 400) errors++
-      latencies.push(performance.now() - due)
+      if (answer.statusCode >= 400) run.errors++
+      run.latencies.push(performance.now() - due)
     } catch {
-      errors++
+      run.errors++
     }
   }
   while (sent < total) {
     const now = performance.now()
     const due = Math.min(total, Math.floor((now - start) * ratePerS / 1000) + 1)
     while (sent < due) {
-      pending.push(one(start + sent * 1000 / ratePerS))
+      const at = start + sent * 1000 / ratePerS
+      for (const run of runs) pending.push(one(run, at))
       sent++
     }
     await new Promise<void>((resolve) => setTimeout(resolve, 1))
   }
   await Promise.all(pending)
-  await pool.close()
-  latencies.sort((a, b) => a - b)
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
-  return { sent, errors, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN }
+  await Promise.all(runs.map((run) => run.pool.close()))
+  return runs.map(({ latencies, errors }) => {
+    latencies.sort((a, b) => a - b)
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+    return { sent, errors, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN }
+  })
 }
 
 export function buildProduction (): void {

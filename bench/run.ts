@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type autocannon from 'autocannon'
 import {
-  ROOT, LIST_LOAD, PATCH_LOAD, benchSession, buildProduction, drive, median, paced, resetUpstream,
+  ROOT, LIST_LOAD, PATCH_LOAD, benchSession, buildProduction, drive, median, pacedTogether, resetUpstream,
   startBff, startProxy, startUpstream, upstreamCounters, upstreamToken, usage, type Load, type PacedResult, type Proc
 } from './lib.ts'
 import { redisMissing, startRedis, type RunningRedis } from '../test/helpers/redis.ts'
@@ -187,26 +187,50 @@ try {
   }
   const bffCounters = await upstreamCounters(upstream.url)
 
-  // The latency the BFF adds at a moderate, non-saturating rate, floor and BFF interleaved. At
+  // Fleet mode beside in-memory at the same moment, one autocannon each: on 2 cores the cost of
+  // one 10 s run drifts by ±25 % from the next (an in-memory-against-fleet run of the same build,
+  // one after the other, gave 0.72–1.27 round to round), more than the 10 % to be resolved; loaded
+  // together, both meet the same drift, and redis-server competes with both.
+  const fleetTarget = cases.find((c) => c.target.name === 'bff-fleet')?.target
+  const fleetPairs: Array<{ round: number, cpuUsPerReq: [number, number], p99: [number, number], reqPerS: [number, number], errors: number }> = []
+  if (fleetTarget !== undefined) {
+    const pair = [bffTarget, fleetTarget]
+    const pids = pair.map((x) => x.proc.child.pid as number)
+    for (let round = 1; round <= rounds; round++) {
+      await Promise.all(pair.map((x) => drive(x.proc.url, x.authorization, warmup, connections)))
+      const before = pids.map((pid) => usage(pid).cpuUs)
+      const results = await Promise.all(pair.map((x) => drive(x.proc.url, x.authorization, duration, connections)))
+      const cpu = pids.map((pid, i) => (usage(pid).cpuUs - (before[i] as number)) / Math.max((results[i] as autocannon.Result).requests.total, 1)) as [number, number]
+      const [a, b] = results as [autocannon.Result, autocannon.Result]
+      fleetPairs.push({ round, cpuUsPerReq: cpu, p99: [a.latency.p99, b.latency.p99], reqPerS: [a.requests.total / a.duration, b.requests.total / b.duration], errors: failures(a) + failures(b) })
+      console.log(`same moment ${round} patch bff + bff-fleet  ${fmt(a.requests.total / a.duration, 0)} / ${fmt(b.requests.total / b.duration, 0)} req/s  p99 ${fmt(a.latency.p99, 2)} / ${fmt(b.latency.p99, 2)} ms  cpu ${fmt(cpu[0])} / ${fmt(cpu[1])} µs/req (${fmt(cpu[1] / cpu[0], 3)}×)  errors ${failures(a) + failures(b)}`)
+    }
+  }
+
+  // The latency the BFF adds at a moderate, non-saturating rate: the floor and one BFF at the
+  // same moment, on one schedule (a request to each per due moment), so that a stall of the
+  // machine, the upstream or the driver lands on both; the pairs alternate, round by round. At
   // this rate reads rarely overlap, so the uncached BFF goes upstream for almost every one.
   const pacedSeconds = quick ? 1 : duration
-  const pacedRounds = quick ? 1 : 3
-  const pacedCases: Array<[Scenario, Target]> = [
-    ['patch', t('floor', floor, direct)], ['patch', bffTarget],
-    ['list', t('floor', floor, direct)], ['list', bffTarget], ['list', t('bff-uncached', uncached, session)]
-  ]
-  const pacedRuns: Array<{ target: string, scenario: Scenario, round: number, cpuUsPerReq: number, upstreamPerReq: number } & PacedResult> = []
+  const pacedRounds = quick ? 1 : 5
+  const floorTarget = t('floor', floor, direct)
+  const pacedPairs: Array<[Scenario, Target]> = [['patch', bffTarget], ['list', bffTarget], ['list', t('bff-uncached', uncached, session)]]
+  const pacedRuns: Array<{ target: string, pair: string, scenario: Scenario, round: number, cpuUsPerReq: number, upstreamPerReq: number | null } & PacedResult> = []
   for (let round = 1; round <= pacedRounds; round++) {
-    for (const [scenario, target] of pacedCases) {
-      const pid = target.proc.child.pid as number
+    for (const [scenario, target] of pacedPairs) {
+      const pair = [floorTarget, target]
+      const pids = pair.map((x) => x.proc.child.pid as number)
       const operation = scenario === 'patch' ? 'patch_contact' : 'list_contacts'
       const calls = await upstreamCounters(upstream.url)
-      const before = usage(pid)
-      const result = await paced(target.proc.url, target.authorization, rate, pacedSeconds, LOADS[scenario])
-      const cpuUsPerReq = (usage(pid).cpuUs - before.cpuUs) / Math.max(result.sent, 1)
-      const upstreamPerReq = ((await upstreamCounters(upstream.url))[operation] - calls[operation]) / Math.max(result.sent, 1)
-      pacedRuns.push({ target: target.name, scenario, round, cpuUsPerReq, upstreamPerReq, ...result })
-      console.log(`paced ${round} ${scenario.padEnd(5)} ${target.name.padEnd(12)} ${rate} req/s  p50 ${fmt(result.p50, 3)} ms  p99 ${fmt(result.p99, 3)} ms  cpu ${fmt(cpuUsPerReq)} µs/req  upstream/req ${fmt(upstreamPerReq, 3)}  errors ${result.errors}`)
+      const before = pids.map((pid) => usage(pid).cpuUs)
+      const results = await pacedTogether(pair.map((x) => ({ url: x.proc.url, authorization: x.authorization })), rate, pacedSeconds, LOADS[scenario])
+      const cpu = pids.map((pid, i) => (usage(pid).cpuUs - (before[i] as number)) / Math.max((results[i] as PacedResult).sent, 1))
+      const [floorResult, bffResult] = results as [PacedResult, PacedResult]
+      // The floor forwards every request it answers; what the upstream saw beyond those is the BFF's.
+      const bffCalls = (await upstreamCounters(upstream.url))[operation] - calls[operation] - (floorResult.sent - floorResult.errors)
+      pacedRuns.push({ target: 'floor', pair: target.name, scenario, round, cpuUsPerReq: cpu[0] as number, upstreamPerReq: null, ...floorResult })
+      pacedRuns.push({ target: target.name, pair: target.name, scenario, round, cpuUsPerReq: cpu[1] as number, upstreamPerReq: bffCalls / Math.max(bffResult.sent, 1), ...bffResult })
+      console.log(`paced ${round} ${scenario.padEnd(5)} floor + ${target.name.padEnd(12)} ${rate} req/s each  p50 ${fmt(floorResult.p50, 3)} / ${fmt(bffResult.p50, 3)} ms  p99 ${fmt(floorResult.p99, 3)} / ${fmt(bffResult.p99, 3)} ms  cpu ${fmt(cpu[0] as number)} / ${fmt(cpu[1] as number)} µs/req  errors ${floorResult.errors + bffResult.errors}`)
     }
   }
 
@@ -266,11 +290,16 @@ try {
   ]
   const ratios = Object.fromEntries(pairs.filter(([s, a, b]) => has(s, a) && has(s, b))
     .map(([s, a, b]) => [`${s}: ${a} ÷ ${b}`, ratio(s, a, b)]))
+  const SAME_MOMENT = 'patch: bff-fleet ÷ bff, same moment'
+  if (fleetPairs.length > 0) {
+    const of2 = (key: 'cpuUsPerReq' | 'p99' | 'reqPerS') => spread(fleetPairs.map((p) => p[key][1] / p[key][0]))
+    ratios[SAME_MOMENT] = { cpu: of2('cpuUsPerReq'), p99: of2('p99'), throughput: of2('reqPerS') }
+  }
 
   // Added latency at the fixed rate: per round BFF minus floor, summarised across rounds.
-  const pacedOf = (scenario: Scenario, name: string) => pacedRuns.filter((r) => r.scenario === scenario && r.target === name)
+  const pacedOf = (scenario: Scenario, name: string, pair = name) => pacedRuns.filter((r) => r.scenario === scenario && r.target === name && r.pair === pair)
   const added = (scenario: Scenario, name: string, key: 'p50' | 'p99') => {
-    const floorRuns = pacedOf(scenario, 'floor')
+    const floorRuns = pacedOf(scenario, 'floor', name)
     const runs = pacedOf(scenario, name)
     return {
       floor: median(floorRuns.map((r) => r[key])),
@@ -278,17 +307,17 @@ try {
       added: spread(runs.map((r, i) => r[key] - (floorRuns[i] as PacedResult)[key]))
     }
   }
-  const pacedCpu = (scenario: Scenario, name: string) => ({
-    cpuUsPerReq: median(pacedOf(scenario, name).map((r) => r.cpuUsPerReq)),
-    upstreamPerReq: median(pacedOf(scenario, name).map((r) => r.upstreamPerReq)),
-    toFloor: spread(pacedOf(scenario, name).map((r, i) => r.cpuUsPerReq / (pacedOf(scenario, 'floor')[i] as { cpuUsPerReq: number }).cpuUsPerReq))
+  const pacedCpu = (scenario: Scenario, name: string, pair = name) => ({
+    cpuUsPerReq: median(pacedOf(scenario, name, pair).map((r) => r.cpuUsPerReq)),
+    upstreamPerReq: name === 'floor' ? null : median(pacedOf(scenario, name, pair).map((r) => r.upstreamPerReq ?? NaN)),
+    toFloor: spread(pacedOf(scenario, name, pair).map((r, i) => r.cpuUsPerReq / (pacedOf(scenario, 'floor', pair)[i] as { cpuUsPerReq: number }).cpuUsPerReq))
   })
   const fixedRate = {
     rate,
     seconds: pacedSeconds,
     rounds: pacedRounds,
     rows: ([['patch', 'bff', 'PATCH'], ['list', 'bff', 'cached list'], ['list', 'bff-uncached', 'uncached list']] as const).map(([scenario, name, label]) => ({
-      label, scenario, target: name, p50: added(scenario, name, 'p50'), p99: added(scenario, name, 'p99'), cpu: pacedCpu(scenario, name), floorCpu: pacedCpu(scenario, 'floor')
+      label, scenario, target: name, p50: added(scenario, name, 'p50'), p99: added(scenario, name, 'p99'), cpu: pacedCpu(scenario, name), floorCpu: pacedCpu(scenario, 'floor', name)
     })),
     errors: pacedRuns.reduce((sum, r) => sum + r.errors, 0)
   }
@@ -312,13 +341,13 @@ try {
     }
   }
 
-  const errors = measurements.reduce((sum, m) => sum + m.errors, 0) + tokens.coldBurst.errors + tokens.shortLifetime.errors + fixedRate.errors
+  const errors = measurements.reduce((sum, m) => sum + m.errors, 0) + fleetPairs.reduce((sum, p) => sum + p.errors, 0) + tokens.coldBurst.errors + tokens.shortLifetime.errors + fixedRate.errors
   const r = (name: string) => ratios[name]
   const goals = {
     patchCpu: { target: '≤ 1.4× floor', value: r('patch: bff ÷ floor')?.cpu.median, met: (r('patch: bff ÷ floor')?.cpu.median ?? Infinity) <= 1.4 },
     patchP99: { target: '≤ 1.3× floor', value: r('patch: bff ÷ floor')?.p99.median, met: (r('patch: bff ÷ floor')?.p99.median ?? Infinity) <= 1.3 },
     cachedListCpu: { target: '≤ 0.8× floor GET', value: r('list: bff ÷ floor')?.cpu.median, met: (r('list: bff ÷ floor')?.cpu.median ?? Infinity) <= 0.8 },
-    fleetCpu: { target: '≤ 1.10× in-memory', value: r('patch: bff-fleet ÷ bff')?.cpu.median, met: (r('patch: bff-fleet ÷ bff')?.cpu.median ?? Infinity) <= 1.1 },
+    fleetCpu: { target: '≤ 1.10× in-memory (same moment)', value: r(SAME_MOMENT)?.cpu.median, met: (r(SAME_MOMENT)?.cpu.median ?? Infinity) <= 1.1 },
     addedP50: { target: `≤ 0.5 ms at ${rate} req/s`, value: patchPaced.p50.added.median, met: patchPaced.p50.added.median <= 0.5 },
     addedP99: { target: `≤ 2 ms at ${rate} req/s`, value: patchPaced.p99.added.median, met: patchPaced.p99.added.median <= 2 }
   }
@@ -361,9 +390,9 @@ try {
     '|---|---:|---:|---:|',
     ...Object.entries(ratios).map(([name, x]) => `| ${name} | ${ratioText(x.cpu)} | ${ratioText(x.p99)} | ${ratioText(x.throughput)} |`),
     '',
-    `| fixed rate, ${rate} req/s, ${pacedRounds} × ${pacedSeconds} s interleaved | floor p50 | BFF p50 | added p50 (median, min – max) | floor p99 | BFF p99 | added p99 | CPU µs/req floor → BFF (÷ floor) | upstream calls/req |`,
+    `| fixed rate, ${rate} req/s to the floor and the BFF at once, ${pacedRounds} × ${pacedSeconds} s | floor p50 | BFF p50 | added p50 (median, min – max) | floor p99 | BFF p99 | added p99 | CPU µs/req floor → BFF (÷ floor) | upstream calls/req |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...fixedRate.rows.map((row) => `| ${row.label} (${row.target}) | ${ms(row.p50.floor)} | ${ms(row.p50.bff)} | ${addedText(row.p50.added)} | ${ms(row.p99.floor)} | ${ms(row.p99.bff)} | ${addedText(row.p99.added)} | ${fmt(row.floorCpu.cpuUsPerReq)} → ${fmt(row.cpu.cpuUsPerReq)} (${ratioText(row.cpu.toFloor)}) | ${fmt(row.cpu.upstreamPerReq, 3)} |`),
+    ...fixedRate.rows.map((row) => `| ${row.label} (${row.target}) | ${ms(row.p50.floor)} | ${ms(row.p50.bff)} | ${addedText(row.p50.added)} | ${ms(row.p99.floor)} | ${ms(row.p99.bff)} | ${addedText(row.p99.added)} | ${fmt(row.floorCpu.cpuUsPerReq)} → ${fmt(row.cpu.cpuUsPerReq)} (${ratioText(row.cpu.toFloor)}) | ${fmt(row.cpu.upstreamPerReq ?? NaN, 3)} |`),
     '',
     '| token behaviour | result |',
     '|---|---|',
@@ -378,7 +407,7 @@ try {
     `Errors: ${errors}${fleetSkipped === undefined ? '' : ` · fleet mode not run (${fleetSkipped})`}`
   ].join('\n')
 
-  writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, versions, options, measurements, summary, ratios, fixedRate, pacedRuns, tokens, goals, checks }, null, 2) + '\n')
+  writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, versions, options, measurements, summary, ratios, fleetPairs, fixedRate, pacedRuns, tokens, goals, checks }, null, 2) + '\n')
   writeFileSync(join(outDir, 'latest.md'), markdown + '\n')
   console.log(`\n${markdown}\n\nwritten: ${join(outDir, 'latest.json')}, ${join(outDir, 'latest.md')}`)
 
