@@ -7,7 +7,7 @@
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { startRedis, type RunningRedis } from '../test/helpers/redis.ts'
-import { LIST_LOAD, PATCH_LOAD, ROOT, benchSession, drive, median, startBff, startProxy, startUpstream, upstreamToken, usage, type Proc } from './lib.ts'
+import { LIST_LOAD, PATCH_LOAD, ROOT, benchSession, driveTogether, median, startBff, startProxy, startUpstream, upstreamToken, type Proc } from './lib.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -49,17 +49,15 @@ try {
   const b = await startBff(upstream.url, join(dir, 'ab-b.log'), fleetEnv('ab-b:'), join(args.b, 'dist', 'server.js'))
   procs.push(b)
   const session = `Bearer ${benchSession()}`
-  const targets = [{ name: 'floor', proc: floor, auth: `Bearer ${token}` }, { name: 'A', proc: a, auth: session }, { name: 'B', proc: b, auth: session }]
+  const targets = [{ name: 'floor', proc: floor, authorization: `Bearer ${token}` }, { name: 'A', proc: a, authorization: session }, { name: 'B', proc: b, authorization: session }]
   const cpu: Record<string, number[]> = { floor: [], A: [], B: [] }
-  await Promise.all(targets.map((target) => drive(target.proc.url, target.auth, warmup, connections, load)))
+  await driveTogether(targets, warmup, connections, load)
   for (let round = 1; round <= rounds; round++) {
-    const before = targets.map((target) => usage(target.proc.child.pid as number).cpuUs)
-    const results = await Promise.all(targets.map((target) => drive(target.proc.url, target.auth, duration, connections, load)))
+    const runs = await driveTogether(targets, duration, connections, load)
     const line = targets.map((target, i) => {
-      const result = results[i]!
-      const perReq = (usage(target.proc.child.pid as number).cpuUs - before[i]!) / Math.max(result.requests.total, 1)
-      cpu[target.name]?.push(perReq)
-      return `${target.name} ${(result.requests.total / result.duration).toFixed(0)} req/s ${perReq.toFixed(1)} µs/req${result.errors + result.non2xx > 0 ? ` ERRORS ${result.errors + result.non2xx}` : ''}`
+      const { result, cpuUsPerReq } = runs[i]!
+      cpu[target.name]?.push(cpuUsPerReq)
+      return `${target.name} ${(result.requests.total / result.duration).toFixed(0)} req/s ${cpuUsPerReq.toFixed(1)} µs/req${result.errors + result.non2xx > 0 ? ` ERRORS ${result.errors + result.non2xx}` : ''}`
     })
     console.log(`round ${round}: ${line.join(' · ')}`)
   }

@@ -151,6 +151,17 @@ export function drive (url: string, authorization: string, seconds: number, conn
   })
 }
 
+/**
+ * Several targets loaded at the same moment, one autocannon each, and each one's CPU per request
+ * over that time (utime + stime from /proc): whatever else the machine does meets all alike.
+ */
+export async function driveTogether (targets: ReadonlyArray<{ proc: Proc, authorization: string }>, seconds: number, connections: number, load: Load = PATCH_LOAD): Promise<Array<{ result: autocannon.Result, cpuUsPerReq: number }>> {
+  const pids = targets.map(({ proc }) => proc.child.pid as number)
+  const before = pids.map((pid) => usage(pid).cpuUs)
+  const results = await Promise.all(targets.map(({ proc, authorization }) => drive(proc.url, authorization, seconds, connections, load)))
+  return results.map((result, i) => ({ result, cpuUsPerReq: (usage(pids[i] as number).cpuUs - (before[i] as number)) / Math.max(result.requests.total, 1) }))
+}
+
 export interface PacedResult {
   sent: number
   errors: number

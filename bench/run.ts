@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type autocannon from 'autocannon'
 import {
-  ROOT, LIST_LOAD, PATCH_LOAD, benchSession, buildProduction, drive, median, pacedTogether, resetUpstream,
+  ROOT, LIST_LOAD, PATCH_LOAD, benchSession, buildProduction, drive, driveTogether, median, pacedTogether, resetUpstream,
   startBff, startProxy, startUpstream, upstreamCounters, upstreamToken, usage, type Load, type PacedResult, type Proc
 } from './lib.ts'
 import { redisMissing, startRedis, type RunningRedis } from '../test/helpers/redis.ts'
@@ -195,13 +195,11 @@ try {
   const fleetPairs: Array<{ round: number, cpuUsPerReq: [number, number], p99: [number, number], reqPerS: [number, number], errors: number }> = []
   if (fleetTarget !== undefined) {
     const pair = [bffTarget, fleetTarget]
-    const pids = pair.map((x) => x.proc.child.pid as number)
     for (let round = 1; round <= rounds; round++) {
-      await Promise.all(pair.map((x) => drive(x.proc.url, x.authorization, warmup, connections)))
-      const before = pids.map((pid) => usage(pid).cpuUs)
-      const results = await Promise.all(pair.map((x) => drive(x.proc.url, x.authorization, duration, connections)))
-      const cpu = pids.map((pid, i) => (usage(pid).cpuUs - (before[i] as number)) / Math.max((results[i] as autocannon.Result).requests.total, 1)) as [number, number]
-      const [a, b] = results as [autocannon.Result, autocannon.Result]
+      await driveTogether(pair, warmup, connections)
+      const [memory, fleet] = await driveTogether(pair, duration, connections)
+      const [a, b] = [memory!.result, fleet!.result]
+      const cpu: [number, number] = [memory!.cpuUsPerReq, fleet!.cpuUsPerReq]
       fleetPairs.push({ round, cpuUsPerReq: cpu, p99: [a.latency.p99, b.latency.p99], reqPerS: [a.requests.total / a.duration, b.requests.total / b.duration], errors: failures(a) + failures(b) })
       console.log(`same moment ${round} patch bff + bff-fleet  ${fmt(a.requests.total / a.duration, 0)} / ${fmt(b.requests.total / b.duration, 0)} req/s  p99 ${fmt(a.latency.p99, 2)} / ${fmt(b.latency.p99, 2)} ms  cpu ${fmt(cpu[0])} / ${fmt(cpu[1])} µs/req (${fmt(cpu[1] / cpu[0], 3)}×)  errors ${failures(a) + failures(b)}`)
     }

@@ -23,7 +23,6 @@ export const INVALIDATION_WINDOW_MS = 10
 export class RedisInvalidationBus implements InvalidationBus {
   readonly #local = new LocalInvalidationBus()
   readonly #redis: SharedRedis
-  readonly #windowMs: number
   /** Tells this instance's own messages apart when they come back. */
   readonly #origin = randomUUID()
   readonly #pending = new Set<string>()
@@ -39,9 +38,8 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#flush()
   }
 
-  constructor (redis: SharedRedis, windowMs = INVALIDATION_WINDOW_MS) {
+  constructor (redis: SharedRedis) {
     this.#redis = redis
-    this.#windowMs = windowMs
     redis.subscribe(NAME, (message) => {
       const space = message.indexOf(' ')
       if (space === -1 || message.slice(0, space) === this.#origin) return
@@ -59,7 +57,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#local.publish(orgId)
     this.#pending.add(orgId)
     if (this.#timer !== undefined || this.#immediate !== undefined) return
-    const wait = this.#sentAt + this.#windowMs - performance.now()
+    const wait = this.#sentAt + INVALIDATION_WINDOW_MS - performance.now()
     if (wait > 0) this.#timer = setTimeout(this.#send, wait)
     else this.#immediate = setImmediate(this.#send)
   }
