@@ -298,7 +298,7 @@ async function run (t: Test): Promise<void> {
     const gone = await fetch(`${demo.bffUrl}/api/v1/organisation/2/contact/10`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
     t.equal(gone.status, 204)
     // emnify answers slowly once, so the loading state is on screen before the answer.
-    demo.sim.setFault({ operation: 'list_contacts', kind: 'delay', ms: 1000, times: 1 })
+    demo.sim.setFault({ operation: 'list_contacts', kind: 'delay', ms: 3000, times: 1 })
     t.teardown(() => demo.sim.clearFaults())
     await operator.goto(`${demo.webUrl}/#/org/2`)
     await operator.getByText('Loading contacts…').waitFor()

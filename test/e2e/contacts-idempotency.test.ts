@@ -2,7 +2,7 @@
 // request still in flight, ambiguous outcomes replayed, keys per session sub, invalid keys.
 import t from 'tap'
 import { session, startStack, type Stack } from '../helpers/stack.ts'
-import { assertProblem, failOnStrayErrors } from './upstream-helpers.ts'
+import { assertProblem, failOnStrayErrors, until } from './upstream-helpers.ts'
 import { assertCalls, assertNothingSent, LIST, metric, send } from './contacts-helpers.ts'
 
 failOnStrayErrors(t)
@@ -45,9 +45,10 @@ t.test('the same key with another body is 422 IDEMPOTENCY_KEY_REUSED and nothing
 t.test('a retry while the first request is in flight is 409 IDEMPOTENCY_KEY_IN_USE; afterwards it replays', async (t) => {
   const stack = await startStack(t)
   await send(stack, 'GET', LIST) // the token
-  stack.sim.setFault({ operation: 'create_contact', kind: 'delay', ms: 400, times: 1 })
+  // The first create held at emnify long enough that a stalled machine still sends the others meanwhile.
+  stack.sim.setFault({ operation: 'create_contact', kind: 'delay', ms: 1500, times: 1 })
   const first = create(stack, 'create-3')
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.ok(await until(() => stack.sim.state.counters.create_contact === 1), 'the first create is at emnify')
   const during = await create(stack, 'create-3')
   assertProblem(t, stack, during, { status: 409, code: 'IDEMPOTENCY_KEY_IN_USE', path: LIST, retryAfter: true })
   const other = await create(stack, 'create-3', { ...BODY, name: 'Other' })
@@ -61,7 +62,7 @@ t.test('a retry while the first request is in flight is 409 IDEMPOTENCY_KEY_IN_U
 })
 
 t.test('a timeout after emnify created the contact is replayed, so a retry never creates a second one', async (t) => {
-  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '300' } })
+  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '1000' } })
   stack.sim.setFault({ operation: 'create_contact', kind: 'hang', afterCommit: true, times: 1 })
   const first = await create(stack, 'create-4')
   assertProblem(t, stack, first, { status: 504, code: 'UPSTREAM_TIMEOUT', path: LIST })

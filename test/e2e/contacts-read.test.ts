@@ -190,7 +190,7 @@ t.test('concurrent identical reads share one upstream call', async (t) => {
   const stack = await startStack(t)
   await send(stack, 'GET', '/api/v1/organisation/2/contact') // the token, so only the reads are timed
   stack.sim.reset()
-  stack.sim.setFault({ operation: 'get_contact', kind: 'delay', ms: 300, times: 1 })
+  stack.sim.setFault({ operation: 'get_contact', kind: 'delay', ms: 1000, times: 1 })
   const replies = await Promise.all(Array.from({ length: 10 }, () => send(stack, 'GET', ONE)))
   t.same(replies.map((reply) => reply.status), Array(10).fill(200))
   t.equal(new Set(replies.map((reply) => reply.text)).size, 1, 'all got the same contact')
@@ -202,7 +202,7 @@ t.test('concurrent identical reads share one upstream call', async (t) => {
 
 t.test('CONTACT_CACHE_TTL_MS=0 still coalesces concurrent reads but keeps nothing', async (t) => {
   const stack = await startStack(t, { env: { CONTACT_CACHE_TTL_MS: '0' } })
-  stack.sim.setFault({ operation: 'list_contacts', kind: 'delay', ms: 300, times: 1 })
+  stack.sim.setFault({ operation: 'list_contacts', kind: 'delay', ms: 1000, times: 1 })
   const replies = await Promise.all(Array.from({ length: 5 }, () => send(stack, 'GET', LIST)))
   t.same(replies.map((reply) => reply.status), Array(5).fill(200))
   await assertCalls(t, stack, { authenticate: 1, list_contacts: 1 })
@@ -215,7 +215,7 @@ t.test('a failed shared read fails every caller that joined it, and is not kept'
   const stack = await startStack(t)
   await send(stack, 'GET', LIST) // the token
   stack.sim.reset()
-  stack.sim.setFault({ operation: 'get_contact', kind: 'trickle', intervalMs: 50, chunks: 4, status: 500, times: 1 })
+  stack.sim.setFault({ operation: 'get_contact', kind: 'trickle', intervalMs: 250, chunks: 4, status: 500, times: 1 })
   const replies = await Promise.all(Array.from({ length: 4 }, () => send(stack, 'GET', ONE)))
   for (const reply of replies) assertProblem(t, stack, reply, { status: 502, code: 'UPSTREAM_ERROR', path: ONE })
   await assertCalls(t, stack, { get_contact: 1 })
@@ -238,11 +238,12 @@ t.test('answers are kept per organisation: a second read is a hit, another organ
 })
 
 t.test('a kept answer expires after CONTACT_CACHE_TTL_MS', async (t) => {
-  const stack = await startStack(t, { env: { CONTACT_CACHE_TTL_MS: '60' } })
+  // Long enough that a stalled test machine still reads twice inside it.
+  const stack = await startStack(t, { env: { CONTACT_CACHE_TTL_MS: '500' } })
   await send(stack, 'GET', ONE)
   await send(stack, 'GET', ONE)
   await assertCalls(t, stack, { authenticate: 1, get_contact: 1 })
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await new Promise((resolve) => setTimeout(resolve, 600))
   await send(stack, 'GET', ONE)
   await assertCalls(t, stack, { authenticate: 1, get_contact: 2 })
 })
@@ -272,7 +273,7 @@ t.test('read-your-writes: a write drops the organisation\'s kept reads before it
 t.test('a read in flight while a write happens does not refill the cache with what the write replaced', async (t) => {
   const stack = await startStack(t, { env: { CONTACT_CACHE_TTL_MS: '600000' } })
   await send(stack, 'GET', `${LIST}/3`) // the token
-  stack.sim.setFault({ operation: 'get_contact', kind: 'delay', ms: 300, times: 1 })
+  stack.sim.setFault({ operation: 'get_contact', kind: 'delay', ms: 1000, times: 1 })
   const early = send(stack, 'GET', ONE)
   await new Promise((resolve) => setTimeout(resolve, 100))
   stack.sim.state.updateContact(1, 1, { city: 'Dresden' })

@@ -63,7 +63,7 @@ t.test('countries are kept COUNTRY_CACHE_TTL_S: later reads are hits, and If-Non
 
 t.test('COUNTRY_CACHE_TTL_S=0 keeps nothing but still coalesces concurrent reads', async (t) => {
   const stack = await startStack(t, { env: { COUNTRY_CACHE_TTL_S: '0' } })
-  stack.sim.setFault({ operation: 'list_countries', kind: 'delay', ms: 300, times: 1 })
+  stack.sim.setFault({ operation: 'list_countries', kind: 'delay', ms: 1000, times: 1 })
   const replies = await Promise.all(Array.from({ length: 5 }, () => send(stack, 'GET', PATH)))
   t.same(replies.map((reply) => reply.status), Array(5).fill(200))
   await assertCalls(t, stack, { authenticate: 1, list_countries: 1 })

@@ -167,8 +167,13 @@ if (missing !== undefined) {
   t.test('the upstream budget is one bucket for the fleet', async (t) => {
     const f = await fleet(t, { UPSTREAM_BUDGET_PER_5MIN: '1', UPSTREAM_BUDGET_BURST: '6', UPSTREAM_QUEUE_TIMEOUT_MS: '0' })
     const token = session()
-    // An instance whose first lease missed Redis (slow start) spends its own share until its next heartbeat (1 s) reaches the shared bucket.
-    await sleep(1500)
+    // An instance whose first lease missed Redis (slow start) spends its own share until its next
+    // heartbeat (1 s) reaches the shared bucket: wait until every instance is on it and counts three.
+    const onShared = async (server: RunningServer) => {
+      const budget = (await call(server, 'GET', '/health/ready')).body?.upstream_budget
+      return budget?.mode === 'shared' && budget?.instances === 3
+    }
+    t.ok(await within(10_000, async () => (await Promise.all(f.servers.map(onShared))).every(Boolean)), 'every instance spends from the shared bucket')
     const replies = await Promise.all(f.servers.flatMap((server) => Array.from({ length: 6 }, () => call(server, 'PATCH', CONTACT, { token, body: { city: 'Oslo' } }))))
     const sent = replies.filter((reply) => reply.status === 204).length
     t.ok(sent <= 6, `at most the burst of 6 went upstream for all three instances (${sent})`)

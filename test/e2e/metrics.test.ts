@@ -65,7 +65,7 @@ t.test('request durations are counted by method, route template and status; unkn
 })
 
 t.test('upstream calls are timed by operation and outcome; authenticate and the token are tracked', async (t) => {
-  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '300' } })
+  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '1000' } })
   await stack.patch(CONTACT, { city: 'Berlin' }, { prefer: 'return=representation' })
   let text = await scrape(stack)
   t.equal(upstream(text, 'authenticate', '2xx'), 1)

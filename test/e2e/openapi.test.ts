@@ -100,7 +100,7 @@ t.test('the document lists every route the app serves and every status each rout
 
 t.test('every status and code the app actually answers is documented for its route', async (t) => {
   const document = await committed()
-  const stack = await startStack(t, { env: { USERS_FILE: await usersFile(t), RATE_LIMIT_PER_MINUTE: '8', UPSTREAM_TIMEOUT_MS: '300' } })
+  const stack = await startStack(t, { env: { USERS_FILE: await usersFile(t), RATE_LIMIT_PER_MINUTE: '8', UPSTREAM_TIMEOUT_MS: '1000' } })
   const bearer = { authorization: `Bearer ${stack.token}` }
   const json = { 'content-type': 'application/json' }
   const cookie = { cookie: `__Host-session=${stack.token}` }

@@ -60,7 +60,8 @@ t.test('SIGTERM: readiness fails at once, traffic is served through the drain de
     EMNIFY_APPLICATION_TOKEN: APPLICATION_TOKEN,
     SESSION_SECRET: SECRET,
     EMNIFY_API_URL: sim.url,
-    SHUTDOWN_DELAY_MS: '800'
+    // Long enough that a stalled test machine still polls readiness and sends a PATCH inside it.
+    SHUTDOWN_DELAY_MS: '3000'
   })
   const patch = () => request(`${server.url}/api/v1/organisation/1/contact/1`, {
     method: 'PATCH',
@@ -73,13 +74,18 @@ t.test('SIGTERM: readiness fails at once, traffic is served through the drain de
   t.equal(ready.statusCode, 200, 'ready before shutdown')
 
   // An upstream call still in flight when the signal arrives.
-  sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 1200, times: 1 })
+  sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 3500, times: 1 })
   const inFlight = patch()
   await sleep(150)
   server.child.kill('SIGTERM')
-  await sleep(100)
 
-  const draining = await request(`${server.url}/health/ready`)
+  // Polled: the child handles the signal when it is next scheduled.
+  let draining = await request(`${server.url}/health/ready`)
+  for (let tries = 0; draining.statusCode === 200 && tries < 100; tries++) {
+    await draining.body.dump()
+    await sleep(20)
+    draining = await request(`${server.url}/health/ready`)
+  }
   t.equal(draining.statusCode, 503, 'readiness is 503 once shutdown begins')
   t.match(draining.headers['content-type'], /application\/problem\+json/)
   await draining.body.dump()

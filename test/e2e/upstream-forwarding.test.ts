@@ -166,12 +166,12 @@ for (const { name, fault, reads } of readFailures) {
 }
 
 t.test('the read-back is bounded by the time budget and still answers 204', async (t) => {
-  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '300' } })
+  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '1000' } })
   stack.sim.setFault({ operation: 'get_contact', kind: 'hang' })
   const started = Date.now()
   const reply = await stack.patch(CONTACT, { name: 'Slow read' }, { prefer: 'return=representation' })
   t.equal(reply.status, 204)
-  t.ok(Date.now() - started < 2000, 'not held beyond the budget')
+  t.ok(Date.now() - started < 3000, 'not held beyond the budget')
 })
 
 t.test('a successful change writes one audit record with field names, never values', async (t) => {
@@ -205,7 +205,7 @@ t.test('a change read back with Prefer is still audited once', async (t) => {
 })
 
 t.test('failed changes write no audit record', async (t) => {
-  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '300' } })
+  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: '1000' } })
   const missing = await stack.patch('/api/v1/organisation/1/contact/999', { name: 'Nobody' })
   assertProblem(t, stack, missing, { status: 404, code: 'CONTACT_NOT_FOUND', path: '/api/v1/organisation/1/contact/999' })
   const rejected = await stack.patch(CONTACT, { country: { id: 99_999 } })

@@ -114,8 +114,15 @@ export async function countingServer (t: Test): Promise<{ url: string, hits: () 
 }
 
 /** A clock that tests move forward instead of sleeping; shared by the simulator and the token cache. */
-export function movableClock (): { now: () => number, advance: (ms: number) => void } {
+/**
+ * A clock the test moves forward. By default real time runs on beneath the advances; `frozen`
+ * stops it, for a test that puts the clock 1 ms before a boundary and must not see the few real
+ * milliseconds its requests take push it across.
+ */
+export function movableClock (options: { frozen?: boolean } = {}): { now: () => number, advance: (ms: number) => void } {
   let offset = 0
+  const base = Date.now()
+  if (options.frozen === true) return { now: () => base + offset, advance: (ms) => { offset += ms } }
   return { now: () => Date.now() + offset, advance: (ms) => { offset += ms } }
 }
 

@@ -2,6 +2,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { DEFAULT_BAD_ITEM, FaultError } from '../../simulator/simulator.ts'
 import type { Fault, FaultKind, Operation } from '../../simulator/simulator.ts'
+import { until } from '../e2e/upstream-helpers.ts'
 import { APP_TOKEN, CONTACT_1, setup } from './harness.ts'
 import type { Harness, Reply } from './harness.ts'
 
@@ -124,6 +125,8 @@ const MATRIX: Array<{ name: string, fault: FaultKind, check: Check }> = [
     fault: { kind: 'hang' },
     check: async (t, h, op, token) => {
       await t.rejects(send(h, op, token, { headersTimeout: 100 }), { code: 'UND_ERR_HEADERS_TIMEOUT' })
+      // A machine that stalls can time the client out before the simulator has read the request.
+      await until(() => h.sim.state.counters[op] > 0)
     }
   },
   {
@@ -316,7 +319,8 @@ t.test('afterCommit: emnify acts, then the answer is lost, wrong or late', async
     const token = await h.authenticate()
     h.sim.setFault({ operation: 'create_contact', kind: 'hang', afterCommit: true })
     await t.rejects(h.call('POST', LIST_1, { token, body: { type: { id: 1 } }, headersTimeout: 100 }))
-    t.ok(h.sim.state.hasContact(1, 11))
+    // Polled: a stalled machine can time the client out before the simulator has read the request.
+    t.ok(await until(() => h.sim.state.hasContact(1, 11)))
   })
 
   t.test('a delayed PATCH the client abandons has already been applied', async (t) => {
@@ -324,7 +328,7 @@ t.test('afterCommit: emnify acts, then the answer is lost, wrong or late', async
     const token = await h.authenticate()
     h.sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 400, afterCommit: true })
     await t.rejects(h.call('PATCH', CONTACT_1, { token, body: { name: 'Early' }, signal: AbortSignal.timeout(50) }))
-    t.equal(h.sim.state.getContact(1, 1)?.name, 'Early')
+    t.ok(await until(() => h.sim.state.getContact(1, 1)?.name === 'Early'), 'applied')
   })
 
   t.test('a delayed create answers its real 201 after the delay', async (t) => {

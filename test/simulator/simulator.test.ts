@@ -636,9 +636,11 @@ t.test('faults', async (t) => {
   t.test('a delayed request the client abandons is never processed', async (t) => {
     const { sim, call, authenticate } = await setup(t)
     const token = await authenticate()
-    sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 400 })
+    // The abort and the end of the delay far apart, so that a stalled machine cannot run both
+    // timers in one turn, before the simulator has seen the connection close.
+    sim.setFault({ operation: 'patch_contact', kind: 'delay', ms: 1500 })
     await t.rejects(call('PATCH', CONTACT_1, { token, body: { name: 'Late' }, signal: AbortSignal.timeout(150) }))
-    await sleep(400)
+    await sleep(1600)
     t.equal(sim.state.getContact(1, 1)?.name, 'Ada Lovelace')
     t.equal(sim.state.counters.patch_contact, 1)
   })
@@ -688,9 +690,9 @@ t.test('faults', async (t) => {
     t.equal(reply.status, 200)
     t.type(reply.json(), 'object')
 
-    sim.setFault({ operation: 'get_contact', kind: 'trickle', intervalMs: 200, chunks: 3, status: 503, body: '{"message":"slowly down"}' })
-    // The whole body takes 600 ms, so getting headers before the abort shows they are sent at once.
-    const slow = await open('GET', CONTACT_1, { signal: AbortSignal.timeout(300) })
+    sim.setFault({ operation: 'get_contact', kind: 'trickle', intervalMs: 1000, chunks: 3, status: 503, body: '{"message":"slowly down"}' })
+    // The whole body takes 3 s, so getting headers before the abort shows they are sent at once.
+    const slow = await open('GET', CONTACT_1, { signal: AbortSignal.timeout(1500) })
     t.equal(slow.statusCode, 503)
     await t.rejects(slow.body.text(), 'the body is still incomplete when the client gives up')
 

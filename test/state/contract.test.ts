@@ -163,9 +163,10 @@ for (const backend of tokenBackends) {
 
     t.test('a holder that dies frees the fleet when its lock runs out', async (t) => {
       const [a, b] = await backend.pair(t)
-      t.equal(await a.lock(40), true)
+      // A lock long enough that a stalled test machine still asks b inside it.
+      t.equal(await a.lock(400), true)
       t.equal(await b.lock(5000), false)
-      await new Promise((resolve) => setTimeout(resolve, 60))
+      await new Promise((resolve) => setTimeout(resolve, 450))
       t.equal(await b.lock(5000), true, 'taken over after the TTL')
       await a.publish(TOKEN, Date.now() + 60_000)
       t.equal(await a.lock(5000), false, 'the late holder did not free its successor\'s lock')
@@ -185,9 +186,9 @@ for (const backend of tokenBackends) {
 
     t.test('a token is kept only until its expiry', async (t) => {
       const [a] = await backend.pair(t)
-      await a.publish(TOKEN, Date.now() + 40)
+      await a.publish(TOKEN, Date.now() + 400)
       t.equal(await a.read(), TOKEN)
-      await new Promise((resolve) => setTimeout(resolve, 60))
+      await new Promise((resolve) => setTimeout(resolve, 450))
       t.equal(await a.read(), undefined)
     })
 

@@ -707,12 +707,13 @@ t.test('in a fleet', async (t) => {
   })
 
   t.test('a holder that dies blocks the others no longer than the lock TTL', async (t) => {
-    const f = fleet(2, { lockTtlMs: 50, fetch: (i) => i === 0 ? new Promise(() => {}) : Promise.resolve(tokenFor(3600, Math.floor(Date.now() / 1000), 'survivor')) })
+    const survivor = tokenFor(3600, Math.floor(Date.now() / 1000), 'survivor')
+    const f = fleet(2, { lockTtlMs: 50, fetch: (i) => i === 0 ? new Promise(() => {}) : Promise.resolve(survivor) })
     f.caches[0]?.get().catch(() => {})
     await flush()
     const started = Date.now()
     const token = await f.caches[1]?.get()
-    t.equal(token, tokenFor(3600, Math.floor(Date.now() / 1000), 'survivor'), 'the survivor authenticated itself once the lock ran out')
+    t.equal(token, survivor, 'the survivor authenticated itself once the lock ran out')
     t.same(f.authenticates, [0, 1])
     t.ok(Date.now() - started < 2000, 'well within two lock TTLs plus scheduling')
   })
