@@ -33,7 +33,7 @@ const procs: Proc[] = []
 let redis: RunningRedis | undefined
 const stopAll = async () => {
   await Promise.all(procs.splice(0).map((proc) => proc.stop()))
-  await redis?.stop()
+  await redis?.close()
 }
 process.once('SIGINT', () => { stopAll().then(() => process.exit(130)) })
 try {

@@ -50,7 +50,7 @@ try {
 } finally {
   await proc.stop()
   await upstream.stop()
-  await redis?.stop()
+  await redis?.close()
 }
 
 const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
