@@ -187,23 +187,28 @@ try {
   }
   const bffCounters = await upstreamCounters(upstream.url)
 
-  // Fleet mode beside in-memory at the same moment, one autocannon each: on 2 cores the cost of
-  // one 10 s run drifts by ±25 % from the next (an in-memory-against-fleet run of the same build,
-  // one after the other, gave 0.72–1.27 round to round), more than the 10 % to be resolved; loaded
-  // together, both meet the same drift, and redis-server competes with both.
-  const fleetTarget = cases.find((c) => c.target.name === 'bff-fleet')?.target
-  const fleetPairs: Array<{ round: number, cpuUsPerReq: [number, number], p99: [number, number], reqPerS: [number, number], errors: number }> = []
-  if (fleetTarget !== undefined) {
-    const pair = [bffTarget, fleetTarget]
+  // Two targets loaded at the same moment, one autocannon each, round by round: on 2 cores the
+  // cost of one 10 s run drifts by ±25 % from the next (an in-memory-against-fleet run of the same
+  // build, one after the other, gave 0.72–1.27 round to round; the sequential bff ÷ floor spread
+  // 1.02–2.18 in one run), more than the 10 % a goal is to be resolved by; loaded together, both
+  // meet the same drift. These figures are the PATCH and fleet CPU goals'; the sequential rounds
+  // above give everything else.
+  type SameMoment = Array<{ round: number, cpuUsPerReq: [number, number], p99: [number, number], reqPerS: [number, number], errors: number }>
+  const sameMoment = async (pair: [Target, Target]): Promise<SameMoment> => {
+    const runs: SameMoment = []
     for (let round = 1; round <= rounds; round++) {
       await driveTogether(pair, warmup, connections)
-      const [memory, fleet] = await driveTogether(pair, duration, connections)
-      const [a, b] = [memory!.result, fleet!.result]
-      const cpu: [number, number] = [memory!.cpuUsPerReq, fleet!.cpuUsPerReq]
-      fleetPairs.push({ round, cpuUsPerReq: cpu, p99: [a.latency.p99, b.latency.p99], reqPerS: [a.requests.total / a.duration, b.requests.total / b.duration], errors: failures(a) + failures(b) })
-      console.log(`same moment ${round} patch bff + bff-fleet  ${fmt(a.requests.total / a.duration, 0)} / ${fmt(b.requests.total / b.duration, 0)} req/s  p99 ${fmt(a.latency.p99, 2)} / ${fmt(b.latency.p99, 2)} ms  cpu ${fmt(cpu[0])} / ${fmt(cpu[1])} µs/req (${fmt(cpu[1] / cpu[0], 3)}×)  errors ${failures(a) + failures(b)}`)
+      const [first, second] = await driveTogether(pair, duration, connections)
+      const [a, b] = [first!.result, second!.result]
+      const cpu: [number, number] = [first!.cpuUsPerReq, second!.cpuUsPerReq]
+      runs.push({ round, cpuUsPerReq: cpu, p99: [a.latency.p99, b.latency.p99], reqPerS: [a.requests.total / a.duration, b.requests.total / b.duration], errors: failures(a) + failures(b) })
+      console.log(`same moment ${round} patch ${pair[0].name} + ${pair[1].name}  ${fmt(a.requests.total / a.duration, 0)} / ${fmt(b.requests.total / b.duration, 0)} req/s  p99 ${fmt(a.latency.p99, 2)} / ${fmt(b.latency.p99, 2)} ms  cpu ${fmt(cpu[0])} / ${fmt(cpu[1])} µs/req (${fmt(cpu[1] / cpu[0], 3)}×)  errors ${failures(a) + failures(b)}`)
     }
+    return runs
   }
+  const floorPairs = await sameMoment([t('floor', floor, direct), bffTarget])
+  const fleetTarget = cases.find((c) => c.target.name === 'bff-fleet')?.target
+  const fleetPairs = fleetTarget === undefined ? [] : await sameMoment([bffTarget, fleetTarget])
 
   // The latency the BFF adds at a moderate, non-saturating rate: the floor and one BFF at the
   // same moment, on one schedule (a request to each per due moment), so that a stall of the
@@ -289,9 +294,11 @@ try {
   const ratios = Object.fromEntries(pairs.filter(([s, a, b]) => has(s, a) && has(s, b))
     .map(([s, a, b]) => [`${s}: ${a} ÷ ${b}`, ratio(s, a, b)]))
   const SAME_MOMENT = 'patch: bff-fleet ÷ bff, same moment'
-  if (fleetPairs.length > 0) {
-    const of2 = (key: 'cpuUsPerReq' | 'p99' | 'reqPerS') => spread(fleetPairs.map((p) => p[key][1] / p[key][0]))
-    ratios[SAME_MOMENT] = { cpu: of2('cpuUsPerReq'), p99: of2('p99'), throughput: of2('reqPerS') }
+  const FLOOR_SAME_MOMENT = 'patch: bff ÷ floor, same moment'
+  for (const [name, runs] of [[FLOOR_SAME_MOMENT, floorPairs], [SAME_MOMENT, fleetPairs]] as const) {
+    if (runs.length === 0) continue
+    const of2 = (key: 'cpuUsPerReq' | 'p99' | 'reqPerS') => spread(runs.map((p) => p[key][1] / p[key][0]))
+    ratios[name] = { cpu: of2('cpuUsPerReq'), p99: of2('p99'), throughput: of2('reqPerS') }
   }
 
   // Added latency at the fixed rate: per round BFF minus floor, summarised across rounds.
@@ -339,11 +346,11 @@ try {
     }
   }
 
-  const errors = measurements.reduce((sum, m) => sum + m.errors, 0) + fleetPairs.reduce((sum, p) => sum + p.errors, 0) + tokens.coldBurst.errors + tokens.shortLifetime.errors + fixedRate.errors
+  const errors = measurements.reduce((sum, m) => sum + m.errors, 0) + [...floorPairs, ...fleetPairs].reduce((sum, p) => sum + p.errors, 0) + tokens.coldBurst.errors + tokens.shortLifetime.errors + fixedRate.errors
   const r = (name: string) => ratios[name]
   const goals = {
-    patchCpu: { target: '≤ 1.4× floor', value: r('patch: bff ÷ floor')?.cpu.median, met: (r('patch: bff ÷ floor')?.cpu.median ?? Infinity) <= 1.4 },
-    patchP99: { target: '≤ 1.3× floor', value: r('patch: bff ÷ floor')?.p99.median, met: (r('patch: bff ÷ floor')?.p99.median ?? Infinity) <= 1.3 },
+    patchCpu: { target: '≤ 1.4× floor (same moment)', value: r(FLOOR_SAME_MOMENT)?.cpu.median, met: (r(FLOOR_SAME_MOMENT)?.cpu.median ?? Infinity) <= 1.4 },
+    patchP99: { target: '≤ 1.3× floor (same moment)', value: r(FLOOR_SAME_MOMENT)?.p99.median, met: (r(FLOOR_SAME_MOMENT)?.p99.median ?? Infinity) <= 1.3 },
     cachedListCpu: { target: '≤ 0.8× floor GET', value: r('list: bff ÷ floor')?.cpu.median, met: (r('list: bff ÷ floor')?.cpu.median ?? Infinity) <= 0.8 },
     fleetCpu: { target: '≤ 1.10× in-memory (same moment)', value: r(SAME_MOMENT)?.cpu.median, met: (r(SAME_MOMENT)?.cpu.median ?? Infinity) <= 1.1 },
     addedP50: { target: `≤ 0.5 ms at ${rate} req/s`, value: patchPaced.p50.added.median, met: patchPaced.p50.added.median <= 0.5 },
@@ -405,7 +412,7 @@ try {
     `Errors: ${errors}${fleetSkipped === undefined ? '' : ` · fleet mode not run (${fleetSkipped})`}`
   ].join('\n')
 
-  writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, versions, options, measurements, summary, ratios, fleetPairs, fixedRate, pacedRuns, tokens, goals, checks }, null, 2) + '\n')
+  writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), machine, versions, options, measurements, summary, ratios, floorPairs, fleetPairs, fixedRate, pacedRuns, tokens, goals, checks }, null, 2) + '\n')
   writeFileSync(join(outDir, 'latest.md'), markdown + '\n')
   console.log(`\n${markdown}\n\nwritten: ${join(outDir, 'latest.json')}, ${join(outDir, 'latest.md')}`)
 
