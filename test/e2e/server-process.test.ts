@@ -42,6 +42,13 @@ t.test('a .env file in the working directory is read', async (t) => {
       if (match !== null) resolve(match[1] as string)
     })
   })
+  // Ready first, as a load balancer waits: with the production defaults (load shedding on), a
+  // process starting on a busy machine can shed requests until its start-up has left the sample.
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(50)) {
+    const ready = await request(`${url}/health/ready`)
+    await ready.body.dump()
+    if (ready.statusCode === 200) break
+  }
   const response = await request(`${url}/api/v1/organisation/1/contact/1`, {
     method: 'PATCH',
     headers: { authorization: `Bearer ${session()}`, 'content-type': 'application/json' },

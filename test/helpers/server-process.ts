@@ -60,7 +60,17 @@ export async function startServer (
   registerEnvironment(cwd, env)
   const child = spawn(process.execPath, [SERVER], {
     cwd,
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      // As in the in-process stacks: a process starting while the suite keeps both cores busy
+      // can measure its own start-up as overload and shed its first requests. Tests of load
+      // shedding set these themselves.
+      MAX_EVENT_LOOP_DELAY_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
+      ...env
+    }
   })
   const stdout: string[] = []
   const stderr: string[] = []
