@@ -151,15 +151,22 @@ export function drive (url: string, authorization: string, seconds: number, conn
   })
 }
 
+/** Runs `work` and answers what it gave with each process's CPU (utime + stime, µs, from /proc) meanwhile. */
+export async function cpuDuring<T> (procs: readonly Proc[], work: () => Promise<T>): Promise<{ value: T, cpuUs: number[] }> {
+  const pids = procs.map((proc) => proc.child.pid as number)
+  const before = pids.map((pid) => usage(pid).cpuUs)
+  const value = await work()
+  return { value, cpuUs: pids.map((pid, i) => usage(pid).cpuUs - (before[i] as number)) }
+}
+
 /**
  * Several targets loaded at the same moment, one autocannon each, and each one's CPU per request
- * over that time (utime + stime from /proc): whatever else the machine does meets all alike.
+ * over that time: whatever else the machine does meets all alike.
  */
 export async function driveTogether (targets: ReadonlyArray<{ proc: Proc, authorization: string }>, seconds: number, connections: number, load: Load = PATCH_LOAD): Promise<Array<{ result: autocannon.Result, cpuUsPerReq: number }>> {
-  const pids = targets.map(({ proc }) => proc.child.pid as number)
-  const before = pids.map((pid) => usage(pid).cpuUs)
-  const results = await Promise.all(targets.map(({ proc, authorization }) => drive(proc.url, authorization, seconds, connections, load)))
-  return results.map((result, i) => ({ result, cpuUsPerReq: (usage(pids[i] as number).cpuUs - (before[i] as number)) / Math.max(result.requests.total, 1) }))
+  const { value: results, cpuUs } = await cpuDuring(targets.map(({ proc }) => proc), async () =>
+    await Promise.all(targets.map(({ proc, authorization }) => drive(proc.url, authorization, seconds, connections, load))))
+  return results.map((result, i) => ({ result, cpuUsPerReq: (cpuUs[i] as number) / Math.max(result.requests.total, 1) }))
 }
 
 export interface PacedResult {

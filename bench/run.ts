@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type autocannon from 'autocannon'
 import {
-  ROOT, LIST_LOAD, PATCH_LOAD, benchSession, buildProduction, drive, driveTogether, median, pacedTogether, resetUpstream,
+  ROOT, LIST_LOAD, PATCH_LOAD, benchSession, buildProduction, cpuDuring, drive, driveTogether, median, pacedTogether, resetUpstream,
   startBff, startProxy, startUpstream, upstreamCounters, upstreamToken, usage, type Load, type PacedResult, type Proc
 } from './lib.ts'
 import { redisMissing, startRedis, type RunningRedis } from '../test/helpers/redis.ts'
@@ -148,8 +148,9 @@ try {
   const direct = `Bearer ${authToken}`
   const t = (name: string, proc: Proc, authorization: string): Target => ({ name, proc, authorization })
   const bffTarget = t('bff', bff, session)
+  const floorTarget = t('floor', floor, direct)
   const cases: Case[] = [
-    { scenario: 'patch', target: t('floor', floor, direct) },
+    { scenario: 'patch', target: floorTarget },
     { scenario: 'patch', target: t('reply-from', replyFrom, direct) },
     { scenario: 'patch', target: bffTarget }
   ]
@@ -171,7 +172,7 @@ try {
     cases.push({ scenario: 'patch', target: t('bff-before', before, session) })
   }
   cases.push(
-    { scenario: 'list', target: t('floor', floor, direct) },
+    { scenario: 'list', target: floorTarget },
     { scenario: 'list', target: t('reply-from', replyFrom, direct) },
     { scenario: 'list', target: bffTarget },
     { scenario: 'list', target: t('bff-uncached', uncached, session) }
@@ -206,7 +207,7 @@ try {
     }
     return runs
   }
-  const floorPairs = await sameMoment([t('floor', floor, direct), bffTarget])
+  const floorPairs = await sameMoment([floorTarget, bffTarget])
   const fleetTarget = cases.find((c) => c.target.name === 'bff-fleet')?.target
   const fleetPairs = fleetTarget === undefined ? [] : await sameMoment([bffTarget, fleetTarget])
 
@@ -216,18 +217,16 @@ try {
   // this rate reads rarely overlap, so the uncached BFF goes upstream for almost every one.
   const pacedSeconds = quick ? 1 : duration
   const pacedRounds = quick ? 1 : 5
-  const floorTarget = t('floor', floor, direct)
   const pacedPairs: Array<[Scenario, Target]> = [['patch', bffTarget], ['list', bffTarget], ['list', t('bff-uncached', uncached, session)]]
   const pacedRuns: Array<{ target: string, pair: string, scenario: Scenario, round: number, cpuUsPerReq: number, upstreamPerReq: number | null } & PacedResult> = []
   for (let round = 1; round <= pacedRounds; round++) {
     for (const [scenario, target] of pacedPairs) {
       const pair = [floorTarget, target]
-      const pids = pair.map((x) => x.proc.child.pid as number)
       const operation = scenario === 'patch' ? 'patch_contact' : 'list_contacts'
       const calls = await upstreamCounters(upstream.url)
-      const before = pids.map((pid) => usage(pid).cpuUs)
-      const results = await pacedTogether(pair.map((x) => ({ url: x.proc.url, authorization: x.authorization })), rate, pacedSeconds, LOADS[scenario])
-      const cpu = pids.map((pid, i) => (usage(pid).cpuUs - (before[i] as number)) / Math.max((results[i] as PacedResult).sent, 1))
+      const { value: results, cpuUs } = await cpuDuring(pair.map((x) => x.proc), async () =>
+        await pacedTogether(pair.map((x) => ({ url: x.proc.url, authorization: x.authorization })), rate, pacedSeconds, LOADS[scenario]))
+      const cpu = cpuUs.map((us, i) => us / Math.max((results[i] as PacedResult).sent, 1))
       const [floorResult, bffResult] = results as [PacedResult, PacedResult]
       // The floor forwards every request it answers; what the upstream saw beyond those is the BFF's.
       const bffCalls = (await upstreamCounters(upstream.url))[operation] - calls[operation] - (floorResult.sent - floorResult.errors)
@@ -293,9 +292,9 @@ try {
   ]
   const ratios = Object.fromEntries(pairs.filter(([s, a, b]) => has(s, a) && has(s, b))
     .map(([s, a, b]) => [`${s}: ${a} ÷ ${b}`, ratio(s, a, b)]))
-  const SAME_MOMENT = 'patch: bff-fleet ÷ bff, same moment'
+  const FLEET_SAME_MOMENT = 'patch: bff-fleet ÷ bff, same moment'
   const FLOOR_SAME_MOMENT = 'patch: bff ÷ floor, same moment'
-  for (const [name, runs] of [[FLOOR_SAME_MOMENT, floorPairs], [SAME_MOMENT, fleetPairs]] as const) {
+  for (const [name, runs] of [[FLOOR_SAME_MOMENT, floorPairs], [FLEET_SAME_MOMENT, fleetPairs]] as const) {
     if (runs.length === 0) continue
     const of2 = (key: 'cpuUsPerReq' | 'p99' | 'reqPerS') => spread(runs.map((p) => p[key][1] / p[key][0]))
     ratios[name] = { cpu: of2('cpuUsPerReq'), p99: of2('p99'), throughput: of2('reqPerS') }
@@ -352,7 +351,7 @@ try {
     patchCpu: { target: '≤ 1.4× floor (same moment)', value: r(FLOOR_SAME_MOMENT)?.cpu.median, met: (r(FLOOR_SAME_MOMENT)?.cpu.median ?? Infinity) <= 1.4 },
     patchP99: { target: '≤ 1.3× floor (same moment)', value: r(FLOOR_SAME_MOMENT)?.p99.median, met: (r(FLOOR_SAME_MOMENT)?.p99.median ?? Infinity) <= 1.3 },
     cachedListCpu: { target: '≤ 0.8× floor GET', value: r('list: bff ÷ floor')?.cpu.median, met: (r('list: bff ÷ floor')?.cpu.median ?? Infinity) <= 0.8 },
-    fleetCpu: { target: '≤ 1.10× in-memory (same moment)', value: r(SAME_MOMENT)?.cpu.median, met: (r(SAME_MOMENT)?.cpu.median ?? Infinity) <= 1.1 },
+    fleetCpu: { target: '≤ 1.10× in-memory (same moment)', value: r(FLEET_SAME_MOMENT)?.cpu.median, met: (r(FLEET_SAME_MOMENT)?.cpu.median ?? Infinity) <= 1.1 },
     addedP50: { target: `≤ 0.5 ms at ${rate} req/s`, value: patchPaced.p50.added.median, met: patchPaced.p50.added.median <= 0.5 },
     addedP99: { target: `≤ 2 ms at ${rate} req/s`, value: patchPaced.p99.added.median, met: patchPaced.p99.added.median <= 2 }
   }

@@ -76,9 +76,6 @@ async function fleet (t: Test, env: Record<string, string> = {}): Promise<Fleet>
     CONTACT_CACHE_TTL_MS: '600000',
     UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
     DOCS_ENABLED: 'false',
-    // Three processes starting at once on a test machine would trip load shedding's event-loop checks.
-    MAX_EVENT_LOOP_DELAY_MS: '0',
-    MAX_EVENT_LOOP_UTILIZATION: '0',
     ...env
   })
   const servers = await Promise.all([start(t), start(t), start(t)])

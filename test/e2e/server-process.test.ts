@@ -7,6 +7,16 @@ import { startSimulator } from '../../simulator/simulator.ts'
 import { APPLICATION_TOKEN, SECRET, session } from '../helpers/stack.ts'
 import { SERVER, startServer } from '../helpers/server-process.ts'
 
+/** Polls readiness every 20 ms for up to 10 s until `until` holds; answers the last status and content type. */
+async function readiness (url: string, until: (status: number) => boolean): Promise<{ status: number, contentType: string | undefined }> {
+  for (const deadline = Date.now() + 10_000; ; await sleep(20)) {
+    const answer = await request(`${url}/health/ready`)
+    await answer.body.dump()
+    const last = { status: answer.statusCode, contentType: answer.headers['content-type'] as string | undefined }
+    if (until(last.status) || Date.now() > deadline) return last
+  }
+}
+
 const startServerIn = (t: { testdir: () => string, teardown: (fn: () => void) => void }, env: Record<string, string>) => startServer(t, t.testdir(), env)
 
 t.test('a bad configuration stops the process with one message naming every offending variable', async (t) => {
@@ -44,11 +54,7 @@ t.test('a .env file in the working directory is read', async (t) => {
   })
   // Ready first, as a load balancer waits: with the production defaults (load shedding on), a
   // process starting on a busy machine can shed requests until its start-up has left the sample.
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(50)) {
-    const ready = await request(`${url}/health/ready`)
-    await ready.body.dump()
-    if (ready.statusCode === 200) break
-  }
+  await readiness(url, (status) => status === 200)
   const response = await request(`${url}/api/v1/organisation/1/contact/1`, {
     method: 'PATCH',
     headers: { authorization: `Bearer ${session()}`, 'content-type': 'application/json' },
@@ -87,15 +93,9 @@ t.test('SIGTERM: readiness fails at once, traffic is served through the drain de
   server.child.kill('SIGTERM')
 
   // Polled: the child handles the signal when it is next scheduled.
-  let draining = await request(`${server.url}/health/ready`)
-  for (let tries = 0; draining.statusCode === 200 && tries < 100; tries++) {
-    await draining.body.dump()
-    await sleep(20)
-    draining = await request(`${server.url}/health/ready`)
-  }
-  t.equal(draining.statusCode, 503, 'readiness is 503 once shutdown begins')
-  t.match(draining.headers['content-type'], /application\/problem\+json/)
-  await draining.body.dump()
+  const draining = await readiness(server.url, (status) => status !== 200)
+  t.equal(draining.status, 503, 'readiness is 503 once shutdown begins')
+  t.match(draining.contentType, /application\/problem\+json/)
 
   const duringDelay = await patch()
   await duringDelay.body.dump()

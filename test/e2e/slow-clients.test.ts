@@ -167,7 +167,7 @@ t.test('slowloris: headers trickled a byte at a time are cut off at the headers 
   // And one that connects and sends nothing at all.
   const silent = await openClient(stack.port)
   // Polled, not slept: an interval that a stalled machine delays fires once, not once per 20 ms.
-  t.ok(await untilAsync(async () => sent.every((count) => count() > 2)), 'every slowloris is trickling')
+  t.ok(await until(() => sent.every((count) => count() > 2)), 'every slowloris is trickling')
 
   const normal = await rawPatch(stack, { name: 'Normal' })
   t.equal(normal.status, 204, 'the concurrent normal PATCH succeeds')

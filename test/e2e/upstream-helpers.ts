@@ -122,8 +122,8 @@ export async function countingServer (t: Test): Promise<{ url: string, hits: () 
 export function movableClock (options: { frozen?: boolean } = {}): { now: () => number, advance: (ms: number) => void } {
   let offset = 0
   const base = Date.now()
-  if (options.frozen === true) return { now: () => base + offset, advance: (ms) => { offset += ms } }
-  return { now: () => Date.now() + offset, advance: (ms) => { offset += ms } }
+  const real = options.frozen === true ? () => base : Date.now
+  return { now: () => real() + offset, advance: (ms) => { offset += ms } }
 }
 
 /** Waits (briefly) until `condition` holds; for effects that finish after the response. */
