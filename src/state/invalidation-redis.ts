@@ -38,6 +38,16 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#flush()
   }
 
+  /**
+   * Node counts a timer from the event loop's cached clock, which lags real time in a long turn,
+   * so the window's timer can fire a few milliseconds early: then it waits out the rest.
+   */
+  readonly #windowEnd = () => {
+    const rest = this.#sentAt + INVALIDATION_WINDOW_MS - performance.now()
+    if (rest > 0) this.#timer = setTimeout(this.#windowEnd, rest)
+    else this.#send()
+  }
+
   constructor (redis: SharedRedis) {
     this.#redis = redis
     redis.subscribe(NAME, (message) => {
@@ -58,7 +68,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#pending.add(orgId)
     if (this.#timer !== undefined || this.#immediate !== undefined) return
     const wait = this.#sentAt + INVALIDATION_WINDOW_MS - performance.now()
-    if (wait > 0) this.#timer = setTimeout(this.#send, wait)
+    if (wait > 0) this.#timer = setTimeout(this.#windowEnd, wait)
     else this.#immediate = setImmediate(this.#send)
   }
 
