@@ -182,8 +182,8 @@ export interface PacedResult {
 /**
  * Open-loop load at a fixed rate, on one or several targets at once: requests leave on schedule
  * whether or not earlier ones have answered, so a slow answer cannot hide the ones queued behind
- * it, and each due moment sends one request to every target, so whatever stalls the machine (the
- * upstream, the driver, the VM) meets all of them alike. Each latency is measured from the moment
+ * it, and each due moment sends one request to every target, in turns first and last, so whatever
+ * stalls the machine (the upstream, the driver, the VM) meets all of them alike. Each latency is measured from the moment
  * its request was due to the end of its body.
  */
 export async function pacedTogether (targets: ReadonlyArray<{ url: string, authorization: string }>, ratePerS: number, seconds: number, load: Load = PATCH_LOAD): Promise<PacedResult[]> {
@@ -212,7 +212,10 @@ export async function pacedTogether (targets: ReadonlyArray<{ url: string, autho
     const due = Math.min(total, Math.floor((now - start) * ratePerS / 1000) + 1)
     while (sent < due) {
       const at = start + sent * 1000 / ratePerS
-      for (const run of runs) pending.push(one(run, at))
+      // Whoever is sent first is answered a little sooner (the floor beside a second floor read
+      // +0.035 ms at p50 for the one always sent second): the order turns at every due moment.
+      if (sent % 2 === 0) for (let i = 0; i < runs.length; i++) pending.push(one(runs[i] as (typeof runs)[number], at))
+      else for (let i = runs.length - 1; i >= 0; i--) pending.push(one(runs[i] as (typeof runs)[number], at))
       sent++
     }
     await new Promise<void>((resolve) => setTimeout(resolve, 1))
