@@ -164,8 +164,8 @@ export async function cpuDuring<T> (procs: readonly Proc[], work: () => Promise<
  * over that time: whatever else the machine does meets all alike.
  */
 export async function driveTogether (targets: ReadonlyArray<{ proc: Proc, authorization: string }>, seconds: number, connections: number, load: Load = PATCH_LOAD): Promise<Array<{ result: autocannon.Result, cpuUsPerReq: number }>> {
-  const { value: results, cpuUs } = await cpuDuring(targets.map(({ proc }) => proc), async () =>
-    await Promise.all(targets.map(({ proc, authorization }) => drive(proc.url, authorization, seconds, connections, load))))
+  const { value: results, cpuUs } = await cpuDuring(targets.map(({ proc }) => proc), () =>
+    Promise.all(targets.map(({ proc, authorization }) => drive(proc.url, authorization, seconds, connections, load))))
   return results.map((result, i) => ({ result, cpuUsPerReq: (cpuUs[i] as number) / Math.max(result.requests.total, 1) }))
 }
 
@@ -182,9 +182,9 @@ export interface PacedResult {
 /**
  * Open-loop load at a fixed rate, on one or several targets at once: requests leave on schedule
  * whether or not earlier ones have answered, so a slow answer cannot hide the ones queued behind
- * it, and each due moment sends one request to every target, in turns first and last, so whatever
- * stalls the machine (the upstream, the driver, the VM) meets all of them alike. Each latency is measured from the moment
- * its request was due to the end of its body.
+ * it, and each due moment sends one request to every target, in turns first and last, so
+ * whatever stalls the machine (the upstream, the driver, the VM) meets all of them alike. Each
+ * latency is measured from the moment its request was due to the end of its body.
  */
 export async function pacedTogether (targets: ReadonlyArray<{ url: string, authorization: string }>, ratePerS: number, seconds: number, load: Load = PATCH_LOAD): Promise<PacedResult[]> {
   const runs = targets.map(({ url, authorization }) => ({
@@ -214,8 +214,7 @@ export async function pacedTogether (targets: ReadonlyArray<{ url: string, autho
       const at = start + sent * 1000 / ratePerS
       // Whoever is sent first is answered a little sooner (the floor beside a second floor read
       // +0.035 ms at p50 for the one always sent second): the order turns at every due moment.
-      if (sent % 2 === 0) for (let i = 0; i < runs.length; i++) pending.push(one(runs[i] as (typeof runs)[number], at))
-      else for (let i = runs.length - 1; i >= 0; i--) pending.push(one(runs[i] as (typeof runs)[number], at))
+      for (let k = 0; k < runs.length; k++) pending.push(one(runs[sent % 2 === 0 ? k : runs.length - 1 - k] as (typeof runs)[number], at))
       sent++
     }
     await new Promise<void>((resolve) => setTimeout(resolve, 1))

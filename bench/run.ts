@@ -231,8 +231,8 @@ try {
       const pair = [floorTarget, target]
       const operation = scenario === 'patch' ? 'patch_contact' : 'list_contacts'
       const calls = await upstreamCounters(upstream.url)
-      const { value: results, cpuUs } = await cpuDuring(pair.map((x) => x.proc), async () =>
-        await pacedTogether(pair.map((x) => ({ url: x.proc.url, authorization: x.authorization })), rate, pacedSeconds, LOADS[scenario]))
+      const { value: results, cpuUs } = await cpuDuring(pair.map((x) => x.proc), () =>
+        pacedTogether(pair.map((x) => ({ url: x.proc.url, authorization: x.authorization })), rate, pacedSeconds, LOADS[scenario]))
       const cpu = cpuUs.map((us, i) => us / Math.max((results[i] as PacedResult).sent, 1))
       const [floorResult, bffResult] = results as [PacedResult, PacedResult]
       // The floor forwards every request it answers; what the upstream saw beyond those is the BFF's.
@@ -332,8 +332,9 @@ try {
     })),
     errors: pacedRuns.reduce((sum, r) => sum + r.errors, 0)
   }
-  const patchPaced = fixedRate.rows[0] as (typeof fixedRate.rows)[number]
-  const aaPaced = fixedRate.rows[3] as (typeof fixedRate.rows)[number]
+  const pacedRow = (scenario: Scenario, name: string) => fixedRate.rows.find((row) => row.scenario === scenario && row.target === name) as (typeof fixedRate.rows)[number]
+  const patchPaced = pacedRow('patch', 'bff')
+  const aaPaced = pacedRow('patch', 'floor-b')
 
   const bffRequests = of('patch', 'bff').reduce((sum, m) => sum + m.requests, 0)
   const tokens = {

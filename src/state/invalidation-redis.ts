@@ -43,9 +43,14 @@ export class RedisInvalidationBus implements InvalidationBus {
    * so the window's timer can fire a few milliseconds early: then it waits out the rest.
    */
   readonly #windowEnd = () => {
-    const rest = this.#sentAt + INVALIDATION_WINDOW_MS - performance.now()
+    const rest = this.#windowRest()
     if (rest > 0) this.#timer = setTimeout(this.#windowEnd, rest)
     else this.#send()
+  }
+
+  /** Milliseconds until the window that the last send opened ends; ≤ 0 once it has. */
+  #windowRest (): number {
+    return this.#sentAt + INVALIDATION_WINDOW_MS - performance.now()
   }
 
   constructor (redis: SharedRedis) {
@@ -67,7 +72,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#local.publish(orgId)
     this.#pending.add(orgId)
     if (this.#timer !== undefined || this.#immediate !== undefined) return
-    const wait = this.#sentAt + INVALIDATION_WINDOW_MS - performance.now()
+    const wait = this.#windowRest()
     if (wait > 0) this.#timer = setTimeout(this.#windowEnd, wait)
     else this.#immediate = setImmediate(this.#send)
   }

@@ -113,9 +113,9 @@ export async function countingServer (t: Test): Promise<{ url: string, hits: () 
   return { url: `http://127.0.0.1:${port}`, hits: () => hits }
 }
 
-/** A clock that tests move forward instead of sleeping; shared by the simulator and the token cache. */
 /**
- * A clock the test moves forward. By default real time runs on beneath the advances; `frozen`
+ * A clock that tests move forward instead of sleeping; shared by the simulator and the token
+ * cache. By default real time runs on beneath the advances; `frozen`
  * stops it, for a test that puts the clock 1 ms before a boundary and must not see the few real
  * milliseconds its requests take push it across.
  */

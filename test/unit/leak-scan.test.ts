@@ -12,6 +12,7 @@ import { hashPassword } from '../../src/users/password.ts'
 import { LeakWatch, SecretRegistry, scanResponse, scanText, type WireResponse } from '../helpers/leak-scan.ts'
 import { APPLICATION_TOKEN, CONTACT, SECRET, forge, registerSecret, session, startStack } from '../helpers/stack.ts'
 import { startServer } from '../helpers/server-process.ts'
+import { until } from '../e2e/upstream-helpers.ts'
 
 const HS256 = { alg: 'HS256', typ: 'JWT' }
 const TOKEN = forge(HS256, { sub: 'alice', orgs: [1], iat: 1_700_000_000, exp: 1_700_000_600, jti: 'leak-scan-unit' })
@@ -170,9 +171,7 @@ t.test('the wire capture sees exactly what a raw socket client receives, and byt
   socket.on('data', (chunk: Buffer) => { received.push(chunk) })
   socket.write('GET /leak HTTP/1.1\r\nHost: x\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\n')
   // Both (chunked) answers to their last chunk first: read together with the garbage, the second could be cut off.
-  for (let waited = 0; (Buffer.concat(received).toString('latin1').match(/\r\n0\r\n\r\n/g) ?? []).length < 2 && waited < 5000; waited += 10) {
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
+  await until(() => (Buffer.concat(received).toString('latin1').match(/\r\n0\r\n\r\n/g) ?? []).length >= 2, 5000)
   socket.write('NOT HTTP\r\n\r\n')
   await once(socket, 'close')
 
