@@ -37,6 +37,11 @@ export class VerifiedSessions {
     return undefined
   }
 
+  /** Whether the token is remembered (its time claims not yet checked: get does that). */
+  has (token: string): boolean {
+    return this.#entries.has(token)
+  }
+
   /** Remembers claims that have just passed full verification. */
   set (token: string, claims: SessionClaims): void {
     if (token.length > VERIFIED_TOKEN_MAX_LENGTH) return

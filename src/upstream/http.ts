@@ -104,13 +104,12 @@ export class UpstreamHttp {
     }
   }
 
-  async call (request: CallRequest): Promise<UpstreamResponse> {
-    try {
-      return await this.#once(request)
-    } catch (error) {
+  call (request: CallRequest): Promise<UpstreamResponse> {
+    // A derived promise rather than an async frame: one promise and one hop fewer per call.
+    return this.#once(request).catch((error: unknown) => {
       if (error instanceof TransportError && error.kind === 'unreachable') return this.#once(request)
       throw error
-    }
+    })
   }
 
   #once (request: CallRequest): Promise<UpstreamResponse> {

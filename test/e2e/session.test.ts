@@ -377,6 +377,21 @@ t.test('a Bearer-authenticated PATCH needs no X-CSRF header', async (t) => {
   assertAccepted(t, accept, await send(accept, { headers: bearer(session()) }))
 })
 
+t.test('a token verified before is read by the same Authorization rule in any spelling', async (t) => {
+  const token = session('speller')
+  // Verified and remembered; what follows may be answered from the verification cache.
+  assertAccepted(t, accept, await send(accept, { headers: bearer(token) }))
+  for (const authorization of [`bearer ${token}`, `BEARER   ${token}  `, `Bearer ${token}`]) {
+    assertAccepted(t, accept, await send(accept, { headers: { authorization } }))
+  }
+  for (const authorization of [`Token ${token}`, `Bearer ${token},x`, `Bearer ${token} x`, `Bearer${token}`, token]) {
+    const answer = await send(accept, { headers: { authorization } })
+    t.equal(answer.status, 401, `${authorization.slice(0, 8)}… is refused`)
+    t.equal(answer.json().code, 'UNAUTHENTICATED')
+    t.equal(accept.sim.state.counters.patch_contact, 0, 'and nothing reaches emnify')
+  }
+})
+
 t.test('an organisation outside the session orgs is 403 ORGANISATION_FORBIDDEN', async (t) => {
   // Organisation 2 and its contact 10 exist upstream: only the session stands in the way.
   const answer = await send(reject, { headers: bearer(session('alice', [1])), url: '/api/v1/organisation/2/contact/10' })
