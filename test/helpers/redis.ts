@@ -1,7 +1,7 @@
 // A real redis-server of the test's own, on a free port, never a system service. Files that need
 // it call `redisAvailable()` first and skip (saying what to install) on a machine without it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,17 +15,44 @@ export function redisMissing (): string | undefined {
   return 'redis-server is not installed: run `apt-get install -y redis-server` (Debian) to run the Redis tests'
 }
 
-/** A free TCP port on 127.0.0.1 (the listener is closed again before the port is used). */
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
+function listensOn (port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', () => resolve(undefined))
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
+      const bound = typeof address === 'object' && address !== null ? address.port : undefined
+      server.close(() => resolve(bound))
     })
   })
+}
+
+/** The first port the kernel hands out for outgoing connections and `listen(0)` (Linux: 32768). */
+function ephemeralStart (): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+    return Number.isInteger(low) && low > 2048 ? low : 32768
+  } catch {
+    return 32768
+  }
+}
+
+/**
+ * A free TCP port on 127.0.0.1 for a server whose address must be known before it listens (the
+ * listener is closed again before the port is used). Chosen below the ephemeral range: a port
+ * from `listen(0)` is also what the kernel gives the next outgoing connection of any test running
+ * alongside, which then takes it before the server binds it (EADDRINUSE, seen in CI).
+ */
+export async function freePort (): Promise<number> {
+  const high = ephemeralStart() - 1
+  const low = Math.max(1024, high - 12_000)
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await listensOn(low + Math.floor(Math.random() * (high - low + 1)))
+    if (port !== undefined) return port
+  }
+  const port = await listensOn(0)
+  if (port === undefined) throw new Error('no free TCP port on 127.0.0.1')
+  return port
 }
 
 export interface RunningRedis {
