@@ -2,7 +2,7 @@
 // memory read from /proc, the upstream stand-in and a BFF built for production.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { openSync, readFileSync, closeSync } from 'node:fs'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config/config.ts'
 import { createSigner } from 'fast-jwt'
 import { newSessionPayload, sessionSignOptions } from '../src/session/claims.ts'
 import { mintSession } from '../src/session/mint.ts'
+import { freePort } from '../test/helpers/redis.ts'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const APPLICATION_TOKEN = 'bench-application-token'
@@ -52,13 +53,8 @@ export interface Proc {
  */
 export type LogTo = 'pipe' | 'file'
 
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
+// The tests' port picker (below the ephemeral range, so no outgoing connection takes it first).
+export { freePort }
 
 async function waitForPort (port: number, child: ChildProcess, name: string, logFile: string): Promise<void> {
   const deadline = Date.now() + 20_000
@@ -179,14 +175,12 @@ export function drive (url: string, authorization: string, seconds: number, conn
 /** Runs `work` and answers what it gave with each process's CPU (utime + stime, µs, from /proc) meanwhile. */
 export async function cpuDuring<T> (procs: readonly Proc[], work: () => Promise<T>): Promise<{ value: T, cpuUs: number[], drainUs: number[] }> {
   const cpuOf = (child: ChildProcess | undefined) => child?.pid === undefined ? 0 : usage(child.pid).cpuUs
-  const before = procs.map((proc) => [cpuOf(proc.child), cpuOf(proc.drain)] as const)
+  const sample = (of: (proc: Proc) => ChildProcess | undefined) => procs.map((proc) => cpuOf(of(proc)))
+  const [cpuBefore, drainBefore] = [sample((proc) => proc.child), sample((proc) => proc.drain)]
   const value = await work()
-  return {
-    value,
-    cpuUs: procs.map((proc, i) => cpuOf(proc.child) - (before[i] as readonly [number, number])[0]),
-    // What each one's log drain (see LogTo) spent meanwhile: 0 without one.
-    drainUs: procs.map((proc, i) => cpuOf(proc.drain) - (before[i] as readonly [number, number])[1])
-  }
+  const since = (before: number[], now: number[]) => now.map((us, i) => us - (before[i] as number))
+  // drainUs: what each one's log drain (see LogTo) spent meanwhile, 0 without one.
+  return { value, cpuUs: since(cpuBefore, sample((proc) => proc.child)), drainUs: since(drainBefore, sample((proc) => proc.drain)) }
 }
 
 /**

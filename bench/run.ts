@@ -31,7 +31,7 @@ const { values: args } = parseArgs({
     // fourth target, "bff-before", for a before/after comparison under the same conditions.
     compare: { type: 'string' },
     // The BFFs' stdout: a pipe drained into the log file, as a container runtime takes it, or the
-    // file itself (the instrument of the runs before 2026-12-02 13:00). See LogTo in lib.ts.
+    // file itself (the instrument of the runs before 2026-12-02 14:00). See LogTo in lib.ts.
     'log-to': { type: 'string', default: 'pipe' }
   }
 })
