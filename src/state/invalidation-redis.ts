@@ -3,15 +3,19 @@ import type { InvalidationBus } from './types.ts'
 import { LocalInvalidationBus } from './invalidation-memory.ts'
 import type { SharedRedis } from './redis.ts'
 
+/** The pub/sub channel, for a Redis that refuses tracking and for instances of earlier versions. */
 const NAME = 'invalidate'
+/** The tracked keys, one per organisation: `prefix + KEY + orgId`. */
+const KEY = 'invalidate:'
+/** How long an announcement key lives; its expiry is one more (harmless) announcement. */
+const KEY_TTL_MS = 60_000
 
 /**
  * Messages to the other instances go out at most once per window per organisation. The first
  * write after a quiet window is announced at the end of its event-loop turn; writes that follow
  * within the window are gathered and announced when it ends. A saturated instance writing to one
- * organisation thus sends 100 messages a second instead of one per turn (each also echoed back to
- * its own subscriber), and another instance drops what a write replaced at most this much later,
- * far inside the contract's 1 s.
+ * organisation thus sends 100 messages a second instead of one per turn, and another instance
+ * drops what a write replaced at most this much later, far inside the contract's 1 s.
  */
 export const INVALIDATION_WINDOW_MS = 10
 
@@ -19,6 +23,12 @@ export const INVALIDATION_WINDOW_MS = 10
  * A fleet: local listeners first (read-your-writes on this instance), then one message to every
  * other instance. Only the organisation id travels. Announcements made while Redis is
  * unreachable are sent when it returns; other instances' caches meanwhile expire by their TTL.
+ *
+ * The message is a write of the organisation's key, which Redis's client-side tracking
+ * (broadcast, `NOLOOP`) tells every other instance and not the writer: a pub/sub message would
+ * come back to the writer's own subscriber, a wake-up and a parse per window for nothing. Where
+ * Redis refuses tracking the bus publishes instead, and it always listens on the channel too, so
+ * it hears instances in that mode and those of earlier versions.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   readonly #local = new LocalInvalidationBus()
@@ -60,6 +70,7 @@ export class RedisInvalidationBus implements InvalidationBus {
       if (space === -1 || message.slice(0, space) === this.#origin) return
       this.#local.publish(message.slice(space + 1))
     })
+    redis.track(KEY, (orgId) => { this.#local.publish(orgId) })
     redis.onUp(() => { this.#flush() })
   }
 
@@ -91,11 +102,13 @@ export class RedisInvalidationBus implements InvalidationBus {
 
   #flush (): void {
     if (!this.#redis.up) return
+    // Until Redis has answered whether it tracks, both: the others may already listen either way.
+    const tracking = this.#redis.tracking
     for (const orgId of this.#pending) {
       this.#pending.delete(orgId)
-      this.#redis.client.publish(this.#redis.key(NAME), `${this.#origin} ${orgId}`).catch(() => {
-        this.#pending.add(orgId)
-      })
+      const retry = () => { this.#pending.add(orgId) }
+      if (tracking !== false) this.#redis.client.set(this.#redis.key(KEY + orgId), this.#origin, 'PX', KEY_TTL_MS).catch(retry)
+      if (tracking !== true) this.#redis.client.publish(this.#redis.key(NAME), `${this.#origin} ${orgId}`).catch(retry)
     }
   }
 }

@@ -20,6 +20,17 @@ export interface SharedRedisOptions {
   random?: () => number
 }
 
+/** Where Redis sends the invalidations that client-side tracking redirects to a connection. */
+const INVALIDATE_CHANNEL = '__redis__:invalidate'
+const INVALIDATE_CHANNEL_BYTES = Buffer.from(INVALIDATE_CHANNEL, 'latin1')
+
+/**
+ * Whether the command connection tracks the keys under `track()`'s prefixes: `true` once Redis
+ * accepted, `false` once it refused (an ACL without `client|tracking`, `client|id` or
+ * `&__redis__:invalidate`; a Redis without it), `undefined` before the first answer.
+ */
+export type Tracking = boolean | undefined
+
 /** Hash of a value that must not appear in a key name (sub, jti, idempotency key). */
 export function keyHash (value: string): string {
   return hash('sha256', value, 'base64url')
@@ -43,6 +54,13 @@ export class SharedRedis {
   readonly #onDown: Array<() => void> = []
   readonly #onSubscriberReady: Array<() => void> = []
   readonly #channels = new Map<string, Array<(message: string) => void>>()
+  /** Tracked key prefixes (full names) and who hears their keys' suffixes. */
+  readonly #tracked = new Map<string, Array<(suffix: string) => void>>()
+  /** The subscriber connection's CLIENT ID, where the command connection redirects invalidations. */
+  #subscriberId: number | undefined
+  #tracking: Tracking
+  /** Counts attempts to switch tracking on, so a late answer cannot undo a newer one. */
+  #trackingAttempt = 0
 
   constructor (options: SharedRedisOptions) {
     this.prefix = options.prefix
@@ -62,8 +80,13 @@ export class SharedRedis {
     }
     this.client = new Redis(options.url, { ...settings, connectionName: 'emnify-bff' })
     // Channels are subscribed again by #resubscribe, which then tells listeners to catch up.
-    this.subscriber = new Redis(options.url, { ...settings, connectionName: 'emnify-bff-sub', autoResubscribe: false })
-    this.client.on('ready', () => this.#transition(true))
+    // RESP2: a redirected invalidation then arrives as a message on INVALIDATE_CHANNEL; under
+    // RESP3 it would be an `invalidate` push, which ioredis drops.
+    this.subscriber = new Redis(options.url, { ...settings, connectionName: 'emnify-bff-sub', autoResubscribe: false, protocol: 2 })
+    this.client.on('ready', () => {
+      this.#transition(true)
+      this.#startTracking()
+    })
     this.client.on('close', () => this.#transition(false))
     // ioredis reports every failed attempt; the transitions above are the one line operators need.
     this.client.on('error', () => {})
@@ -71,6 +94,12 @@ export class SharedRedis {
     this.subscriber.on('ready', () => { this.#resubscribe() })
     this.subscriber.on('message', (channel: string, message: string) => {
       for (const listener of this.#channels.get(channel) ?? []) listener(message)
+    })
+    // An invalidation's payload is an array of key names (null when Redis was flushed, which
+    // says nothing about contacts): read from the Buffers, since 'message' joins them with commas.
+    this.subscriber.on('messageBuffer', (channel: Buffer, keys: Buffer[] | Buffer | null) => {
+      if (!Array.isArray(keys) || !INVALIDATE_CHANNEL_BYTES.equals(channel)) return
+      for (const key of keys) this.#invalidated(key.toString('utf8'))
     })
   }
 
@@ -134,6 +163,23 @@ export class SharedRedis {
     if (this.subscriber.status === 'ready') this.subscriber.subscribe(channel).catch(() => {})
   }
 
+  /**
+   * Client-side tracking in broadcast mode: `listener` hears the suffix of every key under
+   * `prefix + name` that another connection writes, and never this instance's own writes
+   * (`NOLOOP`), so announcing something costs the writer no echo. Register before `connect()`.
+   */
+  track (name: string, listener: (suffix: string) => void): void {
+    const prefix = this.key(name)
+    const listeners = this.#tracked.get(prefix)
+    if (listeners !== undefined) listeners.push(listener)
+    else this.#tracked.set(prefix, [listener])
+  }
+
+  /** Whether this Redis lets the instance hear tracked keys; see `Tracking`. */
+  get tracking (): Tracking {
+    return this.#tracking
+  }
+
   async close (): Promise<void> {
     this.#closing = true
     await Promise.all([this.client, this.subscriber].map(async (connection) => {
@@ -146,9 +192,76 @@ export class SharedRedis {
   }
 
   #resubscribe (): void {
+    this.#subscribeAll().then(() => {
+      this.#startTracking()
+      for (const listener of this.#onSubscriberReady) listener()
+    }, () => {})
+  }
+
+  async #subscribeAll (): Promise<void> {
+    this.#subscriberId = undefined
+    // The id is asked first: once subscribed, a RESP2 connection answers nothing else.
+    const id = this.#tracked.size === 0 ? undefined : await this.#askSubscriberId()
     const channels = [...this.#channels.keys()]
-    const subscribed = channels.length === 0 ? Promise.resolve() : this.subscriber.subscribe(...channels)
-    subscribed.then(() => { for (const listener of this.#onSubscriberReady) listener() }, () => {})
+    if (channels.length > 0) await this.subscriber.subscribe(...channels)
+    if (id === undefined) return
+    // Apart from the others, so that an ACL refusing this channel cannot cost them.
+    try {
+      await this.subscriber.subscribe(INVALIDATE_CHANNEL)
+      this.#subscriberId = id
+    } catch (error) {
+      this.#trackingRefused(error)
+    }
+  }
+
+  async #askSubscriberId (): Promise<number | undefined> {
+    try {
+      return Number(await this.subscriber.client('ID'))
+    } catch (error) {
+      this.#trackingRefused(error)
+      return undefined
+    }
+  }
+
+  /**
+   * Points the command connection's tracking at the subscriber. Runs whenever either connection
+   * (re)connects: Redis forgets a connection's tracking when it closes, and a redirect to a
+   * closed subscriber is dropped silently. OFF first, since ON refuses an overlapping prefix.
+   */
+  #startTracking (): void {
+    const id = this.#subscriberId
+    if (id === undefined || !this.#up || this.subscriber.status !== 'ready') return
+    const attempt = ++this.#trackingAttempt
+    const prefixes = [...this.#tracked.keys()].flatMap((prefix) => ['PREFIX', prefix])
+    this.client.pipeline()
+      .client('TRACKING', 'OFF')
+      .client('TRACKING', 'ON', 'REDIRECT', id, 'BCAST', ...prefixes, 'NOLOOP')
+      .exec()
+      .then((results) => {
+        if (attempt !== this.#trackingAttempt) return
+        const failed = results?.find(([error]) => error !== null)?.[0]
+        if (failed == null) this.#tracking = true
+        else this.#trackingRefused(failed)
+      }, (error: unknown) => {
+        // Timed out or disconnected: the next (re)connect tries again.
+        if (attempt === this.#trackingAttempt) this.#log.warn({ event: 'redis.tracking_failed', reason: reasonOf(error) }, 'could not switch client-side tracking on; retrying on reconnect')
+      })
+  }
+
+  #trackingRefused (error: unknown): void {
+    if (this.#tracking !== false) {
+      this.#log.warn({ event: 'redis.tracking_refused', reason: reasonOf(error) },
+        'shared store refused client-side tracking; cached-read invalidations go by pub/sub, echo included (README, "Protect Redis")')
+    }
+    this.#tracking = false
+  }
+
+  #invalidated (key: string): void {
+    for (const [prefix, listeners] of this.#tracked) {
+      if (!key.startsWith(prefix)) continue
+      const suffix = key.slice(prefix.length)
+      for (const listener of listeners) listener(suffix)
+    }
   }
 
   #transition (up: boolean): void {
@@ -163,4 +276,8 @@ export class SharedRedis {
       for (const listener of this.#onDown) listener()
     }
   }
+}
+
+function reasonOf (error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
 }

@@ -1,12 +1,13 @@
 // What only a shared store can do: instances see each other's writes, survive restarts of the
 // instance and of Redis, and carry on alone while Redis is away.
 import { Redis } from 'ioredis'
+import { readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { INVALIDATION_WINDOW_MS } from '../../src/state/invalidation-redis.ts'
 import type { SessionClaims } from '../../src/session/claims.ts'
 import { StoreUnavailableError } from '../../src/state/types.ts'
 import { redisMissing, startRedis, type RunningRedis } from '../helpers/redis.ts'
-import { eventually, instance } from './instances.ts'
+import { eventually, instance, type Instance } from './instances.ts'
 
 const missing = redisMissing()
 if (missing !== undefined) {
@@ -20,10 +21,34 @@ if (missing !== undefined) {
   let counter = 0
   const prefix = () => `fleet-${process.pid}-${++counter}:`
 
-  const open = async (t: Test, redis: RunningRedis, shared: string) => {
-    const made = await instance(redis.url, { prefix: shared })
+  const open = async (t: Test, redis: RunningRedis, shared: string, url = redis.url) => {
+    const made = await instance(url, { prefix: shared })
     t.teardown(() => made.app.close())
     return made
+  }
+
+  /** What goes over the wire: every organisation whose key another connection wrote, as Redis's own tracking tells a bystander. */
+  const wireTap = async (t: Test, redis: RunningRedis, shared: string): Promise<string[]> => {
+    const wire: string[] = []
+    const tap = new Redis(redis.url, { protocol: 2 })
+    const tracker = new Redis(redis.url)
+    t.teardown(() => { tap.disconnect(); tracker.disconnect() })
+    const id = await tap.client('ID')
+    tap.on('messageBuffer', (_channel: Buffer, keys: Buffer[] | null) => {
+      for (const key of keys ?? []) wire.push(key.toString().slice(`${shared}invalidate:`.length))
+    })
+    await tap.subscribe('__redis__:invalidate')
+    await tracker.client('TRACKING', 'ON', 'REDIRECT', id, 'BCAST', 'PREFIX', `${shared}invalidate:`)
+    return wire
+  }
+
+  /** Counts what reaches an instance's subscriber connection, by channel. */
+  const received = (made: Instance): Map<string, number> => {
+    const counts = new Map<string, number>()
+    made.app.stores.redis?.subscriber.on('messageBuffer', (channel: Buffer) => {
+      counts.set(channel.toString(), (counts.get(channel.toString()) ?? 0) + 1)
+    })
+    return counts
   }
 
   t.test('shared Redis', async (t) => {
@@ -76,15 +101,54 @@ if (missing !== undefined) {
       t.same(heardA, ['7'], 'the writer heard it once, not again from Redis')
     })
 
+    t.test('the writer\'s own announcement does not come back to it: Redis tells only the others', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      t.equal(a.app.stores.redis?.tracking, true, 'Redis tracks the announcement keys for this instance')
+      const toA = received(a)
+      const toB = received(b)
+      const heardB: string[] = []
+      b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+      for (let i = 0; i < 5; i++) {
+        a.app.stores.invalidation.publish('7')
+        await new Promise((resolve) => setTimeout(resolve, 2 * INVALIDATION_WINDOW_MS))
+      }
+      t.ok(await eventually(() => heardB.filter((orgId) => orgId === '7').length >= 5), `the other instance heard ${heardB.length} announcements`)
+      t.ok((toB.get('__redis__:invalidate') ?? 0) >= 5, 'by tracking')
+      t.same([...toA], [], 'the writer\'s subscriber received nothing at all')
+      t.equal(toB.get(`${shared}invalidate`), undefined, 'and nothing went by pub/sub')
+    })
+
+    t.test('tracking is switched on again when either connection of an instance is cut', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      const heardB: string[] = []
+      b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+      const admin = new Redis(redis.url)
+      t.teardown(() => admin.disconnect())
+      const heardAfterCut = async (orgId: string) => eventually(() => {
+        a.app.stores.invalidation.publish(orgId)
+        return heardB.includes(orgId)
+      }, 3000)
+      for (const connection of ['subscriber', 'client'] as const) {
+        const target = b.app.stores.redis?.[connection]
+        const closed = new Promise((resolve) => target?.once('close', resolve))
+        // By address: a subscribed connection answers no CLIENT ID.
+        await admin.client('KILL', 'ADDR', `127.0.0.1:${String(target?.stream.localPort)}`)
+        await closed
+        t.ok(await heardAfterCut(`after-${connection}`), `b hears a's writes again once its ${connection} connection is back`)
+      }
+      t.equal(a.app.stores.redis?.tracking, true, 'all by tracking, with no pub/sub fallback')
+      t.equal(b.logs.filter((line) => String(line.event).startsWith('redis.tracking')).length, 0, 'and nothing to warn about')
+    })
+
     t.test('a burst of writes sends one message per organisation per window, the last one included', async (t) => {
       const shared = prefix()
       const a = await open(t, redis, shared)
       const b = await open(t, redis, shared)
-      const wire: string[] = []
-      const listener = new Redis(redis.url)
-      t.teardown(() => listener.disconnect())
-      listener.on('message', (_channel: string, message: string) => wire.push(message.slice(message.indexOf(' ') + 1)))
-      await listener.subscribe(`${shared}invalidate`)
+      const wire = await wireTap(t, redis, shared)
       const heardB: string[] = []
       b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
 
@@ -146,6 +210,47 @@ if (missing !== undefined) {
       const members = await client?.client.zrange(`${shared}revocations`, '0', '-1') ?? []
       for (const member of members) t.notMatch(member, /secret/)
     })
+  })
+
+  t.test('under the README\'s ACL user, and under one that may not track', async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.close())
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+    const line = readme.split('\n').find((text) => text.startsWith('user bff on >'))
+    t.ok(line, 'the README gives the ACL line')
+    const rules = (line ?? '').split(/\s+/).slice(2).map((rule) => rule.startsWith('>') ? '>pw' : rule)
+    const trackingRules = ['+client|id', '+client|tracking', '&__redis__:invalidate']
+    for (const rule of trackingRules) t.ok(rules.includes(rule), `the line grants ${rule}`)
+    const admin = new Redis(redis.url)
+    t.teardown(() => admin.disconnect())
+    await admin.acl('SETUSER', 'bff', ...rules)
+    await admin.acl('SETUSER', 'older', ...rules.filter((rule) => !trackingRules.includes(rule)))
+    const as = (user: string) => redis.url.replace('redis://', `redis://${user}:pw@`)
+    // The README's key and channel patterns name the default prefix.
+    const shared = 'emnify-bff:'
+
+    const a = await open(t, redis, shared, as('bff'))
+    const b = await open(t, redis, shared, as('bff'))
+    t.equal(a.app.stores.redis?.tracking, true, 'the README\'s user may track')
+    const heardB: string[] = []
+    b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+    a.app.stores.invalidation.publish('3')
+    t.ok(await eventually(() => heardB.includes('3')), 'and instances hear each other')
+    a.app.stores.revocations.revoke(session({ jti: 'acl' }), 'acl')
+    t.ok(await eventually(() => b.app.stores.revocations.has(session({ jti: 'acl' }), 'acl')), 'logouts still travel')
+    t.same(await a.app.stores.idempotency.begin('alice', 'k', 'body', 60_000), { state: 'new' }, 'idempotency records are written')
+
+    const old = await open(t, redis, shared, as('older'))
+    t.ok(await eventually(() => old.app.stores.redis?.tracking === false), 'a user without the tracking rules is refused')
+    t.equal(old.logs.filter((entry) => entry.event === 'redis.tracking_refused').length, 1, 'which is said once')
+    t.ok(await eventually(() => old.app.stores.revocations.has(session({ jti: 'acl' }), 'acl')), 'its other channels are unaffected')
+    old.app.stores.invalidation.publish('4')
+    t.ok(await eventually(() => heardB.includes('4')), 'it announces by pub/sub, and a tracking instance hears that too')
+    const heardOld: string[] = []
+    old.app.stores.invalidation.subscribe((orgId) => heardOld.push(orgId))
+    const older = await open(t, redis, shared, as('older'))
+    older.app.stores.invalidation.publish('5')
+    t.ok(await eventually(() => heardOld.includes('5')), 'two instances that may not track hear each other')
   })
 
   t.test('when Redis goes away and comes back', async (t) => {
