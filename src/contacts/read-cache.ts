@@ -24,6 +24,8 @@ export class ReadCache implements Bounded {
   readonly #entries = new Map<string, Entry>()
   readonly #inFlight = new Map<string, { org: string, promise: Promise<Representation> }>()
   readonly #generation = new Map<string, number>()
+  /** Bumped by `invalidateAll`, so no read in flight across it stores its answer. */
+  #epoch = 0
   readonly #ttlMs: number
   readonly #maxEntries: number
   readonly #maxBytes: number
@@ -68,12 +70,13 @@ export class ReadCache implements Bounded {
     }
     this.#onResult('miss')
     const generation = this.#generation.get(org) ?? 0
+    const epoch = this.#epoch
     const promise = load()
     const flight = { org, promise }
     this.#inFlight.set(key, flight)
     promise.then((rep) => {
       if (this.#inFlight.get(key) === flight) this.#inFlight.delete(key)
-      if (this.#ttlMs > 0 && (this.#generation.get(org) ?? 0) === generation) this.#store(org, key, rep)
+      if (this.#ttlMs > 0 && this.#epoch === epoch && (this.#generation.get(org) ?? 0) === generation) this.#store(org, key, rep)
     }, () => {
       if (this.#inFlight.get(key) === flight) this.#inFlight.delete(key)
     })
@@ -89,9 +92,21 @@ export class ReadCache implements Bounded {
     for (const [key, flight] of this.#inFlight) if (flight.org === org) this.#inFlight.delete(key)
   }
 
-  /** Listens for writes announced on the bus (this instance's and, with Redis, every other's). */
+  /** Drops every cached and in-flight read: writes may have gone unheard. */
+  invalidateAll (): void {
+    this.#epoch++
+    this.#entries.clear()
+    this.#inFlight.clear()
+    this.#bytes = 0
+  }
+
+  /**
+   * Listens for writes announced on the bus (this instance's and, with Redis, every other's), and
+   * forgets everything when the bus may have missed some.
+   */
   follow (bus: InvalidationBus): void {
     bus.subscribe((org) => this.invalidate(org))
+    bus.subscribeMissed(() => this.invalidateAll())
   }
 
   #store (org: string, key: string, rep: Representation): void {

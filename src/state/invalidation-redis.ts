@@ -5,7 +5,12 @@ import type { SharedRedis } from './redis.ts'
 
 /** The pub/sub channel, for a Redis that refuses tracking and for instances of earlier versions. */
 const NAME = 'invalidate'
-/** The tracked keys, one per organisation: `prefix + KEY + orgId`. */
+/**
+ * The tracked keys, one per instance and organisation: `prefix + KEY + origin + ':' + orgId`.
+ * Per instance, because Redis remembers one writer per key and event-loop turn: with a key
+ * shared by the fleet, two instances announcing the same organisation in the same turn would
+ * leave the last one, which NOLOOP spares its own writes, deaf to the other.
+ */
 const KEY = 'invalidate:'
 /** How long an announcement key lives; its expiry is one more (harmless) announcement. */
 const KEY_TTL_MS = 60_000
@@ -70,7 +75,13 @@ export class RedisInvalidationBus implements InvalidationBus {
       if (space === -1 || message.slice(0, space) === this.#origin) return
       this.#local.publish(message.slice(space + 1))
     })
-    redis.track(KEY, (orgId) => { this.#local.publish(orgId) })
+    redis.track(KEY, (suffix) => {
+      const colon = suffix.indexOf(':')
+      if (colon !== -1) this.#local.publish(suffix.slice(colon + 1))
+    })
+    // Whatever was announced while a connection was down went unheard: nothing cached is trusted.
+    redis.onTrackingReady(() => { this.#local.missed() })
+    redis.onSubscriberReady(() => { this.#local.missed() })
     redis.onUp(() => { this.#flush() })
   }
 
@@ -92,6 +103,10 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#local.subscribe(listener)
   }
 
+  subscribeMissed (listener: () => void): void {
+    this.#local.subscribeMissed(listener)
+  }
+
   /** Sends what the current window gathered now; called on shutdown, before Redis is closed. */
   close (): void {
     if (this.#timer === undefined && this.#immediate === undefined) return
@@ -107,7 +122,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     for (const orgId of this.#pending) {
       this.#pending.delete(orgId)
       const retry = () => { this.#pending.add(orgId) }
-      if (tracking !== false) this.#redis.client.set(this.#redis.key(KEY + orgId), this.#origin, 'PX', KEY_TTL_MS).catch(retry)
+      if (tracking !== false) this.#redis.client.set(this.#redis.key(`${KEY}${this.#origin}:${orgId}`), '', 'PX', KEY_TTL_MS).catch(retry)
       if (tracking !== true) this.#redis.client.publish(this.#redis.key(NAME), `${this.#origin} ${orgId}`).catch(retry)
     }
   }

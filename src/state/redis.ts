@@ -27,9 +27,23 @@ const INVALIDATE_CHANNEL_BYTES = Buffer.from(INVALIDATE_CHANNEL, 'latin1')
 /**
  * Whether the command connection tracks the keys under `track()`'s prefixes: `true` once Redis
  * accepted, `false` once it refused (an ACL without `client|tracking`, `client|id` or
- * `&__redis__:invalidate`; a Redis without it), `undefined` before the first answer.
+ * `&__redis__:invalidate`; a Redis without it), `undefined` before the first answer and while
+ * a set-up that failed for another reason is retried.
  */
 export type Tracking = boolean | undefined
+
+/** How soon a tracking set-up that failed for a reason other than a refusal is tried again. */
+const TRACKING_RETRY_MS = 1000
+
+/**
+ * Whether Redis refused client-side tracking for good: an ACL without `client|id`,
+ * `client|tracking` or the channel (NOPERM), or a server without the command or one of its
+ * options. Timeouts, closed connections and a redirect to a subscriber that just disconnected
+ * are not refusals.
+ */
+export function isTrackingRefusal (error: unknown): boolean {
+  return /^(NOPERM|ERR unknown (sub)?command|ERR syntax error)/i.test(reasonOf(error))
+}
 
 /** Hash of a value that must not appear in a key name (sub, jti, idempotency key). */
 export function keyHash (value: string): string {
@@ -53,6 +67,7 @@ export class SharedRedis {
   readonly #onUp: Array<() => void> = []
   readonly #onDown: Array<() => void> = []
   readonly #onSubscriberReady: Array<() => void> = []
+  readonly #onTrackingReady: Array<() => void> = []
   readonly #channels = new Map<string, Array<(message: string) => void>>()
   /** Tracked key prefixes (full names) and who hears their keys' suffixes. */
   readonly #tracked = new Map<string, Array<(suffix: string) => void>>()
@@ -175,6 +190,11 @@ export class SharedRedis {
     else this.#tracked.set(prefix, [listener])
   }
 
+  /** Called whenever tracking is (re)established: what was written meanwhile went unheard. */
+  onTrackingReady (listener: () => void): void {
+    this.#onTrackingReady.push(listener)
+  }
+
   /** Whether this Redis lets the instance hear tracked keys; see `Tracking`. */
   get tracking (): Tracking {
     return this.#tracking
@@ -210,7 +230,7 @@ export class SharedRedis {
       await this.subscriber.subscribe(INVALIDATE_CHANNEL)
       this.#subscriberId = id
     } catch (error) {
-      this.#trackingRefused(error)
+      this.#trackingFailed(error, 'subscriber')
     }
   }
 
@@ -218,7 +238,7 @@ export class SharedRedis {
     try {
       return Number(await this.subscriber.client('ID'))
     } catch (error) {
-      this.#trackingRefused(error)
+      this.#trackingFailed(error, 'subscriber')
       return undefined
     }
   }
@@ -227,6 +247,7 @@ export class SharedRedis {
    * Points the command connection's tracking at the subscriber. Runs whenever either connection
    * (re)connects: Redis forgets a connection's tracking when it closes, and a redirect to a
    * closed subscriber is dropped silently. OFF first, since ON refuses an overlapping prefix.
+   * Once on, listeners hear that announcements may have been missed meanwhile.
    */
   #startTracking (): void {
     const id = this.#subscriberId
@@ -240,20 +261,44 @@ export class SharedRedis {
       .then((results) => {
         if (attempt !== this.#trackingAttempt) return
         const failed = results?.find(([error]) => error !== null)?.[0]
-        if (failed == null) this.#tracking = true
-        else this.#trackingRefused(failed)
+        if (failed != null) {
+          this.#trackingFailed(failed, 'client')
+          return
+        }
+        this.#tracking = true
+        for (const listener of this.#onTrackingReady) listener()
       }, (error: unknown) => {
-        // Timed out or disconnected: the next (re)connect tries again.
-        if (attempt === this.#trackingAttempt) this.#log.warn({ event: 'redis.tracking_failed', reason: reasonOf(error) }, 'could not switch client-side tracking on; retrying on reconnect')
+        if (attempt === this.#trackingAttempt) this.#trackingFailed(error, 'client')
       })
   }
 
-  #trackingRefused (error: unknown): void {
-    if (this.#tracking !== false) {
-      this.#log.warn({ event: 'redis.tracking_refused', reason: reasonOf(error) },
-        'shared store refused client-side tracking; cached-read invalidations go by pub/sub, echo included (README, "Protect Redis")')
+  /**
+   * A refusal (see `isTrackingRefusal`) holds until a reconnect shows otherwise: the bus then
+   * announces by pub/sub. Anything else (a timeout, a connection cut, a redirect to a subscriber
+   * that just went away) is retried shortly, and meanwhile whether Redis tracks is not known, so
+   * the bus announces both ways.
+   */
+  #trackingFailed (error: unknown, where: 'client' | 'subscriber'): void {
+    if (isTrackingRefusal(error)) {
+      if (this.#tracking !== false) {
+        this.#log.warn({ event: 'redis.tracking_refused', reason: reasonOf(error) },
+          'shared store refused client-side tracking; cached-read invalidations go by pub/sub, echo included (README, "Protect Redis")')
+      }
+      this.#tracking = false
+      return
     }
-    this.#tracking = false
+    this.#tracking = undefined
+    this.#log.warn({ event: 'redis.tracking_failed', reason: reasonOf(error) }, 'could not switch client-side tracking on; retrying')
+    const retry = setTimeout(() => {
+      if (this.#closing) return
+      // Only a fresh subscriber can still be asked its id.
+      if (where === 'subscriber') {
+        if (this.subscriber.status === 'ready') this.subscriber.disconnect(true)
+      } else {
+        this.#startTracking()
+      }
+    }, TRACKING_RETRY_MS)
+    retry.unref()
   }
 
   #invalidated (key: string): void {

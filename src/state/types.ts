@@ -16,6 +16,8 @@ export interface InvalidationBus {
   publish: (orgId: string) => void
   /** Called for every announcement, local or from another instance. */
   subscribe: (listener: (orgId: string) => void) => void
+  /** Called when announcements from other instances may have been lost (Redis reconnected). */
+  subscribeMissed: (listener: () => void) => void
 }
 
 /** What an idempotent create answered first; replayed for the same session `sub`, key and body. */

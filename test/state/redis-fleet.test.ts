@@ -35,7 +35,8 @@ if (missing !== undefined) {
     t.teardown(() => { tap.disconnect(); tracker.disconnect() })
     const id = await tap.client('ID')
     tap.on('messageBuffer', (_channel: Buffer, keys: Buffer[] | null) => {
-      for (const key of keys ?? []) wire.push(key.toString().slice(`${shared}invalidate:`.length))
+      // <prefix>invalidate:<instance>:<org>
+      for (const key of keys ?? []) wire.push(key.toString().slice(`${shared}invalidate:`.length).replace(/^[^:]*:/, ''))
     })
     await tap.subscribe('__redis__:invalidate')
     await tracker.client('TRACKING', 'ON', 'REDIRECT', id, 'BCAST', 'PREFIX', `${shared}invalidate:`)
@@ -120,12 +121,30 @@ if (missing !== undefined) {
       t.equal(toB.get(`${shared}invalidate`), undefined, 'and nothing went by pub/sub')
     })
 
+    t.test('two instances announcing one organisation in the same moment each hear the other', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const b = await open(t, redis, shared)
+      const heard = { a: [] as string[], b: [] as string[] }
+      a.app.stores.invalidation.subscribe((orgId) => heard.a.push(orgId))
+      b.app.stores.invalidation.subscribe((orgId) => heard.b.push(orgId))
+      const admin = new Redis(redis.url)
+      t.teardown(() => admin.disconnect())
+      // Held back by the pause, both writes are then run in one turn of Redis's event loop.
+      await admin.client('PAUSE', '300', 'WRITE')
+      a.app.stores.invalidation.publish('7')
+      b.app.stores.invalidation.publish('7')
+      t.ok(await eventually(() => heard.a.length === 2 && heard.b.length === 2, 2000), `a heard ${heard.a.length}, b heard ${heard.b.length}: its own write and the other's`)
+    })
+
     t.test('tracking is switched on again when either connection of an instance is cut', async (t) => {
       const shared = prefix()
       const a = await open(t, redis, shared)
       const b = await open(t, redis, shared)
       const heardB: string[] = []
       b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+      let missed = 0
+      b.app.stores.invalidation.subscribeMissed(() => { missed++ })
       const admin = new Redis(redis.url)
       t.teardown(() => admin.disconnect())
       const heardAfterCut = async (orgId: string) => eventually(() => {
@@ -138,7 +157,9 @@ if (missing !== undefined) {
         // By address: a subscribed connection answers no CLIENT ID.
         await admin.client('KILL', 'ADDR', `127.0.0.1:${String(target?.stream.localPort)}`)
         await closed
+        const missedBefore = missed
         t.ok(await heardAfterCut(`after-${connection}`), `b hears a's writes again once its ${connection} connection is back`)
+        t.ok(missed > missedBefore, 'and has dropped what it cached, since writes meanwhile went unheard')
       }
       t.equal(a.app.stores.redis?.tracking, true, 'all by tracking, with no pub/sub fallback')
       t.equal(b.logs.filter((line) => String(line.event).startsWith('redis.tracking')).length, 0, 'and nothing to warn about')
@@ -225,6 +246,7 @@ if (missing !== undefined) {
     t.teardown(() => admin.disconnect())
     await admin.acl('SETUSER', 'bff', ...rules)
     await admin.acl('SETUSER', 'older', ...rules.filter((rule) => !trackingRules.includes(rule)))
+    await admin.acl('SETUSER', 'nochannel', ...rules.filter((rule) => rule !== '&__redis__:invalidate'))
     const as = (user: string) => redis.url.replace('redis://', `redis://${user}:pw@`)
     // The README's key and channel patterns name the default prefix.
     const shared = 'emnify-bff:'
@@ -243,7 +265,12 @@ if (missing !== undefined) {
     const old = await open(t, redis, shared, as('older'))
     t.ok(await eventually(() => old.app.stores.redis?.tracking === false), 'a user without the tracking rules is refused')
     t.equal(old.logs.filter((entry) => entry.event === 'redis.tracking_refused').length, 1, 'which is said once')
-    t.ok(await eventually(() => old.app.stores.revocations.has(session({ jti: 'acl' }), 'acl')), 'its other channels are unaffected')
+    const partial = await open(t, redis, shared, as('nochannel'))
+    t.ok(await eventually(() => partial.app.stores.redis?.tracking === false), 'so is one that may not listen where tracking reports')
+    a.app.stores.revocations.revoke(session({ jti: 'later' }), 'later')
+    for (const made of [old, partial]) {
+      t.ok(await eventually(() => made.app.stores.revocations.has(session({ jti: 'later' }), 'later')), 'the refusal costs neither its other channels')
+    }
     old.app.stores.invalidation.publish('4')
     t.ok(await eventually(() => heardB.includes('4')), 'it announces by pub/sub, and a tracking instance hears that too')
     const heardOld: string[] = []

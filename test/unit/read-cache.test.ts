@@ -111,6 +111,27 @@ t.test('follow(bus): a published write invalidates', async (t) => {
   t.equal(loads(), 2)
 })
 
+t.test('follow(bus): when the bus may have missed writes, nothing cached or in flight is kept', async (t) => {
+  const { cache, load, loads } = setup()
+  const bus = new LocalInvalidationBus()
+  cache.follow(bus)
+  await cache.read('7', '/org/7', load({ id: 1 }))
+  await cache.read('8', '/org/8', load({ id: 2 }))
+  const stale = deferred<Representation>()
+  const early = cache.read('9', '/org/9', () => stale.promise)
+  bus.missed()
+  t.equal(cache.size, 0, 'every organisation dropped')
+  t.equal(cache.bytes, 0)
+  stale.resolve(represent({ id: 3, city: 'old' }))
+  await early
+  t.equal(cache.size, 0, 'a load in flight across it is not kept')
+  await cache.read('7', '/org/7', load({ id: 1 }))
+  await cache.read('9', '/org/9', load({ id: 3 }))
+  t.equal(loads(), 4, 'both read again from upstream')
+  await cache.read('7', '/org/7', load({ id: 1 }))
+  t.equal(loads(), 4, 'and cached again afterwards')
+})
+
 t.test('bounded in entries: the oldest go first', async (t) => {
   const { cache, load, loads } = setup({ maxEntries: 2 })
   await cache.read('1', '/a', load({ id: 1 }))
