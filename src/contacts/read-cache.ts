@@ -87,7 +87,11 @@ export class ReadCache implements Bounded {
   invalidate (org: string): void {
     this.#generation.set(org, (this.#generation.get(org) ?? 0) + 1)
     // Bounded like the entries: a generation only matters while a read of that org is in flight.
-    if (this.#generation.size > this.#maxEntries) this.#generation.clear()
+    if (this.#generation.size > this.#maxEntries) {
+      // Counting afresh would let a read in flight since before this write store its answer.
+      this.#generation.clear()
+      this.#epoch++
+    }
     for (const [key, entry] of this.#entries) if (entry.org === org) this.#drop(key, entry)
     for (const [key, flight] of this.#inFlight) if (flight.org === org) this.#inFlight.delete(key)
   }

@@ -32,8 +32,9 @@ const INVALIDATE_CHANNEL_BYTES = Buffer.from(INVALIDATE_CHANNEL, 'latin1')
  */
 export type Tracking = boolean | undefined
 
-/** How soon a tracking set-up that failed for a reason other than a refusal is tried again. */
-const TRACKING_RETRY_MS = 1000
+/** How soon a tracking set-up that failed for a reason other than a refusal is tried again: doubling up to the cap. */
+const TRACKING_RETRY_MS = 500
+const TRACKING_RETRY_MAX_MS = 30_000
 
 /**
  * Whether Redis refused client-side tracking for good: an ACL without `client|id`,
@@ -76,6 +77,13 @@ export class SharedRedis {
   #tracking: Tracking
   /** Counts attempts to switch tracking on, so a late answer cannot undo a newer one. */
   #trackingAttempt = 0
+  /** Counts the subscriber's set-ups, so a retry does not cut one that is newer than its failure. */
+  #subscriberSetup = 0
+  /** The one pending retry after a failure that was not a refusal, and the wait before the next. */
+  #trackingRetry: NodeJS.Timeout | undefined
+  #trackingRetryMs = TRACKING_RETRY_MS
+  /** Whether the last set-up failed (not refused): logged once per change. */
+  #trackingFailing = false
 
   constructor (options: SharedRedisOptions) {
     this.prefix = options.prefix
@@ -107,6 +115,8 @@ export class SharedRedis {
     this.client.on('error', () => {})
     this.subscriber.on('error', () => {})
     this.subscriber.on('ready', () => { this.#resubscribe() })
+    // Its id dies with it: the command connection must not be pointed at it again.
+    this.subscriber.on('close', () => { this.#subscriberId = undefined })
     this.subscriber.on('message', (channel: string, message: string) => {
       for (const listener of this.#channels.get(channel) ?? []) listener(message)
     })
@@ -202,6 +212,7 @@ export class SharedRedis {
 
   async close (): Promise<void> {
     this.#closing = true
+    clearTimeout(this.#trackingRetry)
     await Promise.all([this.client, this.subscriber].map(async (connection) => {
       try {
         await connection.quit()
@@ -215,11 +226,16 @@ export class SharedRedis {
     this.#subscribeAll().then(() => {
       this.#startTracking()
       for (const listener of this.#onSubscriberReady) listener()
-    }, () => {})
+    }, (error: unknown) => {
+      // The channels may not listen: the set-up is done again, catch-up included.
+      this.#subscriberId = undefined
+      this.#trackingFailed(error)
+    })
   }
 
   async #subscribeAll (): Promise<void> {
     this.#subscriberId = undefined
+    this.#subscriberSetup++
     // The id is asked first: once subscribed, a RESP2 connection answers nothing else.
     const id = this.#tracked.size === 0 ? undefined : await this.#askSubscriberId()
     const channels = [...this.#channels.keys()]
@@ -230,7 +246,7 @@ export class SharedRedis {
       await this.subscriber.subscribe(INVALIDATE_CHANNEL)
       this.#subscriberId = id
     } catch (error) {
-      this.#trackingFailed(error, 'subscriber')
+      this.#trackingFailed(error)
     }
   }
 
@@ -238,7 +254,7 @@ export class SharedRedis {
     try {
       return Number(await this.subscriber.client('ID'))
     } catch (error) {
-      this.#trackingFailed(error, 'subscriber')
+      this.#trackingFailed(error)
       return undefined
     }
   }
@@ -262,23 +278,28 @@ export class SharedRedis {
         if (attempt !== this.#trackingAttempt) return
         const failed = results?.find(([error]) => error !== null)?.[0]
         if (failed != null) {
-          this.#trackingFailed(failed, 'client')
+          this.#trackingFailed(failed)
           return
         }
         this.#tracking = true
+        clearTimeout(this.#trackingRetry)
+        this.#trackingRetry = undefined
+        this.#trackingRetryMs = TRACKING_RETRY_MS
+        if (this.#trackingFailing) this.#log.info({ event: 'redis.tracking_on' }, 'client-side tracking on again')
+        this.#trackingFailing = false
         for (const listener of this.#onTrackingReady) listener()
       }, (error: unknown) => {
-        if (attempt === this.#trackingAttempt) this.#trackingFailed(error, 'client')
+        if (attempt === this.#trackingAttempt) this.#trackingFailed(error)
       })
   }
 
   /**
    * A refusal (see `isTrackingRefusal`) holds until a reconnect shows otherwise: the bus then
-   * announces by pub/sub. Anything else (a timeout, a connection cut, a redirect to a subscriber
-   * that just went away) is retried shortly, and meanwhile whether Redis tracks is not known, so
-   * the bus announces both ways.
+   * announces by pub/sub. Anything else (a timeout, a connection cut, a reply it did not expect)
+   * is retried with a doubling wait, one retry pending at a time, and meanwhile whether Redis
+   * tracks is not known, so the bus announces both ways.
    */
-  #trackingFailed (error: unknown, where: 'client' | 'subscriber'): void {
+  #trackingFailed (error: unknown): void {
     if (isTrackingRefusal(error)) {
       if (this.#tracking !== false) {
         this.#log.warn({ event: 'redis.tracking_refused', reason: reasonOf(error) },
@@ -288,17 +309,24 @@ export class SharedRedis {
       return
     }
     this.#tracking = undefined
-    this.#log.warn({ event: 'redis.tracking_failed', reason: reasonOf(error) }, 'could not switch client-side tracking on; retrying')
-    const retry = setTimeout(() => {
-      if (this.#closing) return
-      // Only a fresh subscriber can still be asked its id.
-      if (where === 'subscriber') {
-        if (this.subscriber.status === 'ready') this.subscriber.disconnect(true)
-      } else {
+    if (!this.#trackingFailing) this.#log.warn({ event: 'redis.tracking_failed', reason: reasonOf(error) }, 'could not switch client-side tracking on; retrying')
+    this.#trackingFailing = true
+    if (this.#trackingRetry !== undefined || this.#closing) return
+    const setup = this.#subscriberSetup
+    const wait = this.#trackingRetryMs
+    this.#trackingRetryMs = Math.min(wait * 2, TRACKING_RETRY_MAX_MS)
+    this.#trackingRetry = setTimeout(() => {
+      this.#trackingRetry = undefined
+      if (this.#closing || this.#tracking === true) return
+      if (this.#subscriberId !== undefined) {
         this.#startTracking()
+      } else if (this.#subscriberSetup === setup && this.subscriber.status === 'ready') {
+        // The subscriber's set-up failed and none has started since: only a fresh connection
+        // can still be asked its id.
+        this.subscriber.disconnect(true)
       }
-    }, TRACKING_RETRY_MS)
-    retry.unref()
+    }, wait)
+    this.#trackingRetry.unref()
   }
 
   #invalidated (key: string): void {

@@ -165,6 +165,50 @@ if (missing !== undefined) {
       t.equal(b.logs.filter((line) => String(line.event).startsWith('redis.tracking')).length, 0, 'and nothing to warn about')
     })
 
+    t.test('a set-up that fails for a passing reason is tried again until tracking is on', async (t) => {
+      const shared = prefix()
+      const a = await open(t, redis, shared)
+      const admin = new Redis(redis.url)
+      t.teardown(() => admin.disconnect())
+      for (const connection of ['client', 'subscriber'] as const) {
+        const b = await open(t, redis, shared)
+        const heardB: string[] = []
+        b.app.stores.invalidation.subscribe((orgId) => heardB.push(orgId))
+        const target = b.app.stores.redis?.[connection]
+        if (target === undefined) throw new Error('no Redis')
+        // The next set-up command on this connection times out, once: the pipeline of
+        // CLIENT TRACKING on the command connection, CLIENT ID on the subscriber.
+        const timedOut = async () => { throw new Error('Command timed out') }
+        if (connection === 'client') {
+          const real = target.pipeline.bind(target)
+          target.pipeline = ((...args: Parameters<typeof real>) => {
+            target.pipeline = real
+            const pipeline = real(...args)
+            pipeline.exec = timedOut
+            return pipeline
+          }) as typeof target.pipeline
+        } else {
+          const real = target.client.bind(target) as (...args: unknown[]) => Promise<unknown>
+          // ioredis names the connection through the same method on reconnecting: only ID fails.
+          target.client = (async (...args: unknown[]) => {
+            if (String(args[0]).toUpperCase() !== 'ID') return real(...args)
+            target.client = real as unknown as typeof target.client
+            return timedOut()
+          }) as unknown as typeof target.client
+        }
+        const closed = new Promise((resolve) => target.once('close', resolve))
+        await admin.client('KILL', 'ADDR', `127.0.0.1:${String(target.stream.localPort)}`)
+        await closed
+        t.ok(await eventually(() => b.logs.some((line) => line.event === 'redis.tracking_failed'), 3000), `${connection}: the failure is logged`)
+        t.ok(await eventually(() => b.app.stores.redis?.tracking === true, 5000), `${connection}: tracking is on again after a retry`)
+        t.ok(b.logs.some((line) => line.event === 'redis.tracking_on'), 'which is logged too')
+        t.ok(await eventually(() => {
+          a.app.stores.invalidation.publish(`after-${connection}`)
+          return heardB.includes(`after-${connection}`)
+        }, 3000), `${connection}: and b hears a again`)
+      }
+    })
+
     t.test('a burst of writes sends one message per organisation per window, the last one included', async (t) => {
       const shared = prefix()
       const a = await open(t, redis, shared)

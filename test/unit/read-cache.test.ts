@@ -132,6 +132,17 @@ t.test('follow(bus): when the bus may have missed writes, nothing cached or in f
   t.equal(loads(), 4, 'and cached again afterwards')
 })
 
+t.test('forgetting the write counts of many organisations does not let a stale load fill the cache', async (t) => {
+  const { cache } = setup({ maxEntries: 2 })
+  const stale = deferred<Representation>()
+  const early = cache.read('3', '/org/3', () => stale.promise)
+  // The third organisation's write takes the counts past their bound, and they are forgotten.
+  for (const org of ['1', '2', '3']) cache.invalidate(org)
+  stale.resolve(represent({ id: 3, city: 'old' }))
+  await early
+  t.equal(cache.size, 0, 'the answer replaced by the write is not kept')
+})
+
 t.test('bounded in entries: the oldest go first', async (t) => {
   const { cache, load, loads } = setup({ maxEntries: 2 })
   await cache.read('1', '/a', load({ id: 1 }))
