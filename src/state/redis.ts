@@ -228,13 +228,12 @@ export class SharedRedis {
       for (const listener of this.#onSubscriberReady) listener()
     }, (error: unknown) => {
       // The channels may not listen: the set-up is done again, catch-up included.
-      this.#subscriberId = undefined
       this.#trackingFailed(error)
     })
   }
 
+  /** Leaves `#subscriberId` unset (as the subscriber's 'close' left it) unless all of it worked. */
   async #subscribeAll (): Promise<void> {
-    this.#subscriberId = undefined
     this.#subscriberSetup++
     // The id is asked first: once subscribed, a RESP2 connection answers nothing else.
     const id = this.#tracked.size === 0 ? undefined : await this.#askSubscriberId()
