@@ -8,14 +8,22 @@ interface Series {
   count: number
 }
 
+/** A label's value as the caller has it: a string, or a number such as a status code. */
+export type LabelValue = string | number
+
+/** The series below one label value: the next label's values, or (for the last label) series. */
+type Level = Map<LabelValue, Level | Series>
+
 /**
  * A Prometheus histogram for the hot path, registered in a prom-client registry and rendered by
  * it exactly as prom-client's own Histogram would be (`_bucket{le=…}` cumulative, `+Inf`, `_sum`,
  * `_count`, in that order per series). prom-client's `labels(…).observe()` builds a labels
- * object, validates it and hashes it into a string key on every observation; here a label
- * combination is looked up by the caller's own key and its series is a typed array. The label
- * values come from the BFF (route templates, methods, status codes, operations, outcomes), never
- * from a raw URL, so the number of series stays bounded.
+ * object, validates it and hashes it into a string key on every observation. Here a series is
+ * found by its label values themselves, one map per label: the values the BFF passes (route
+ * templates, methods, operations, outcomes, status codes) are strings made once, whose hash V8
+ * keeps, or small integers, so a repeat hashes no text, builds no key and allocates nothing.
+ * The label values come from the BFF, never from a raw URL, so the number of series stays
+ * bounded. One to three labels.
  */
 export class FixedHistogram<Label extends string> {
   readonly name: string
@@ -24,9 +32,12 @@ export class FixedHistogram<Label extends string> {
   readonly aggregator = 'sum'
   readonly #bounds: readonly number[]
   readonly #labelNames: readonly Label[]
-  readonly #series = new Map<string, Series>()
+  readonly #root: Level = new Map()
+  /** Every series, in the order first observed: the order prom-client renders them in. */
+  readonly #series: Series[] = []
 
   constructor (options: { name: string, help: string, labelNames: readonly Label[], buckets: readonly number[], registers: Registry[] }) {
+    if (options.labelNames.length < 1 || options.labelNames.length > 3) throw new Error('FixedHistogram takes one to three labels')
     this.name = options.name
     this.help = options.help
     this.#labelNames = options.labelNames
@@ -35,19 +46,16 @@ export class FixedHistogram<Label extends string> {
   }
 
   /**
-   * Counts `value` for the label combination named `key` (any string unique to it); `values`
-   * (in `labelNames` order) is called only the first time a key is seen, so a repeat costs one
-   * map lookup and allocates nothing.
+   * Counts `value` for the series of the given label values, in `labelNames` order. A value is
+   * rendered with String(); pass each label's values as the same type every time (a status code
+   * as a number, say), since 204 and '204' would find two series with the same labels.
    */
-  observe (key: string, value: number, values: (key: string) => readonly string[]): void {
-    let series = this.#series.get(key)
-    if (series === undefined) {
-      const given = values(key)
-      const labels: Record<string, string> = {}
-      this.#labelNames.forEach((name, i) => { labels[name] = given[i] as string })
-      series = { labels, buckets: new Float64Array(this.#bounds.length), sum: 0, count: 0 }
-      this.#series.set(key, series)
-    }
+  observe (value: number, a: LabelValue, b?: LabelValue, c?: LabelValue): void {
+    const depth = this.#labelNames.length
+    let node = this.#root.get(a)
+    if (depth > 1 && node !== undefined) node = (node as Level).get(b as LabelValue)
+    if (depth > 2 && node !== undefined) node = (node as Level).get(c as LabelValue)
+    const series = (node as Series | undefined) ?? this.#add([a, b, c].slice(0, depth) as LabelValue[])
     const bounds = this.#bounds
     for (let i = 0; i < bounds.length; i++) {
       if (value <= (bounds[i] as number)) {
@@ -57,6 +65,25 @@ export class FixedHistogram<Label extends string> {
     }
     series.sum += value
     series.count++
+  }
+
+  #add (values: readonly LabelValue[]): Series {
+    let level = this.#root
+    for (let i = 0; i < values.length - 1; i++) {
+      const value = values[i] as LabelValue
+      let next = level.get(value) as Level | undefined
+      if (next === undefined) {
+        next = new Map()
+        level.set(value, next)
+      }
+      level = next
+    }
+    const labels: Record<string, string> = {}
+    this.#labelNames.forEach((name, i) => { labels[name] = String(values[i]) })
+    const series: Series = { labels, buckets: new Float64Array(this.#bounds.length), sum: 0, count: 0 }
+    level.set(values[values.length - 1] as LabelValue, series)
+    this.#series.push(series)
+    return series
   }
 
   /** The JSON form (`registry.getMetricsAsJSON()`), as prom-client's Histogram gives it: labels merged. */
@@ -72,7 +99,7 @@ export class FixedHistogram<Label extends string> {
   getForPromString (): { name: string, help: string, type: string, aggregator: string, values: Array<{ labels: Record<string, string | number>, sharedLabels: Readonly<Record<string, string>>, value: number, metricName: string }> } {
     const values = []
     const bucket = `${this.name}_bucket`
-    for (const series of this.#series.values()) {
+    for (const series of this.#series) {
       let cumulative = 0
       for (let i = 0; i < this.#bounds.length; i++) {
         cumulative += series.buckets[i] as number
@@ -86,6 +113,7 @@ export class FixedHistogram<Label extends string> {
   }
 
   reset (): void {
-    this.#series.clear()
+    this.#root.clear()
+    this.#series.length = 0
   }
 }

@@ -18,19 +18,6 @@ const BUDGET_REJECTIONS: readonly BudgetRejection[] = ['timeout', 'queue_full', 
 
 let processRegistry: Registry | undefined
 
-/** `<method> <status> <route>` back into [method, route, status_code]. */
-function httpLabels (key: string): string[] {
-  const first = key.indexOf(' ')
-  const second = key.indexOf(' ', first + 1)
-  return [key.slice(0, first), key.slice(second + 1), key.slice(first + 1, second)]
-}
-
-/** `<operation> <outcome>` (neither holds a space) back into [operation, outcome]. */
-function upstreamLabels (key: string): string[] {
-  const space = key.indexOf(' ')
-  return [key.slice(0, space), key.slice(space + 1)]
-}
-
 /**
  * Process metrics (CPU, memory, GC, event loop) describe the process, not an app: collected once
  * per process, however many apps a test builds, and served alongside each app's own series.
@@ -157,13 +144,12 @@ export class Metrics {
   }
 
   request (method: string, route: string, statusCode: number, seconds: number): void {
-    // Method and status code hold no space, so the key splits back into the labels (route last: it may be anything).
-    this.#http.observe(`${method} ${statusCode} ${route}`, seconds, httpLabels)
+    this.#http.observe(seconds, method, route, statusCode)
   }
 
   /** The UpstreamHttp observer. */
   readonly upstreamCall = (operation: Operation, outcome: Outcome, durationMs: number): void => {
-    this.#upstream.observe(`${operation} ${outcome}`, durationMs / 1000, upstreamLabels)
+    this.#upstream.observe(durationMs / 1000, operation, outcome)
   }
 
   /** The token cache's refresh listener. */
