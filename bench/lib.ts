@@ -56,8 +56,8 @@ export type LogTo = 'pipe' | 'file'
 // The tests' port picker (below the ephemeral range, so no outgoing connection takes it first).
 export { freePort }
 
-async function waitForPort (port: number, child: ChildProcess, name: string, logFile: string): Promise<void> {
-  const deadline = Date.now() + 20_000
+async function waitForPort (port: number, child: ChildProcess, name: string, logFile: string, startupMs: number): Promise<void> {
+  const deadline = Date.now() + startupMs
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}; see ${logFile}`)
     const open = await new Promise<boolean>((resolve) => {
@@ -68,19 +68,26 @@ async function waitForPort (port: number, child: ChildProcess, name: string, log
     if (open) return
     await sleep(50)
   }
-  throw new Error(`${name} did not listen on ${port} within 20 s; see ${logFile}`)
+  throw new Error(`${name} did not listen on ${port} within ${startupMs / 1000} s; see ${logFile}`)
 }
 
 const exitOf = (child: ChildProcess): Promise<void> => child.exitCode !== null || child.signalCode !== null
   ? Promise.resolve()
   : new Promise<void>((resolve) => child.once('exit', () => resolve()))
 
+/** How a process is started: under a wrapper (`valgrind …`, which runs `node <args>`), and how long it may take to listen. */
+export interface Launch {
+  wrapper?: string[]
+  startupMs?: number
+}
+
 /** Starts `node <args>` with its stdout and stderr in a log file (see LogTo) and waits until it listens. */
-export async function startProcess (name: string, args: string[], env: Record<string, string>, port: number, logFile: string, logTo: LogTo = 'file'): Promise<Proc> {
+export async function startProcess (name: string, args: string[], env: Record<string, string>, port: number, logFile: string, logTo: LogTo = 'file', launch: Launch = {}): Promise<Proc> {
   const fd = openSync(logFile, 'w')
   const drain = logTo === 'pipe' ? spawn('cat', [], { stdio: ['pipe', fd, 'inherit'] }) : undefined
   const out = drain?.stdin ?? fd
-  const child = spawn(process.execPath, args, {
+  const [command, ...prefix] = [...(launch.wrapper ?? []), process.execPath]
+  const child = spawn(command as string, [...prefix, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', ...env },
     stdio: ['ignore', out, out]
@@ -88,7 +95,7 @@ export async function startProcess (name: string, args: string[], env: Record<st
   closeSync(fd)
   // The child holds its own end of the pipe; this process's copy would keep the drain from ever seeing the end.
   drain?.stdin?.destroy()
-  await waitForPort(port, child, name, logFile)
+  await waitForPort(port, child, name, logFile, launch.startupMs ?? 20_000)
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = exitOf(child)
@@ -132,7 +139,7 @@ export async function startUpstream (logFile: string, env: Record<string, string
  * The BFF exactly as production runs it: the compiled dist/server.js, LOG_LEVEL=info, its stdout
  * a pipe drained into a log file as under a container runtime (or, with `file`, the file itself).
  */
-export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}, script = 'dist/server.js', nodeArgs: string[] = [], logTo: LogTo = 'pipe'): Promise<Proc> {
+export async function startBff (upstreamUrl: string, logFile: string, env: Record<string, string> = {}, script = 'dist/server.js', nodeArgs: string[] = [], logTo: LogTo = 'pipe', launch: Launch = {}): Promise<Proc> {
   const port = await freePort()
   return startProcess('bff', [...nodeArgs, script], {
     HOST: '127.0.0.1',
@@ -150,13 +157,13 @@ export async function startBff (upstreamUrl: string, logFile: string, env: Recor
     // under-pressure sampler still runs.
     MAX_EVENT_LOOP_UTILIZATION: '0',
     ...env
-  }, port, logFile, logTo)
+  }, port, logFile, logTo, launch)
 }
 
 /** One of the references: the raw floor or the @fastify/reply-from proxy, in front of `upstreamUrl`. */
-export async function startProxy (name: 'floor' | 'reply-from', upstreamUrl: string, logFile: string, nodeArgs: string[] = []): Promise<Proc> {
+export async function startProxy (name: 'floor' | 'reply-from', upstreamUrl: string, logFile: string, nodeArgs: string[] = [], launch: Launch = {}): Promise<Proc> {
   const port = await freePort()
-  return startProcess(name, [...nodeArgs, `bench/${name}.ts`], { UPSTREAM: upstreamUrl, PORT: String(port) }, port, logFile)
+  return startProcess(name, [...nodeArgs, `bench/${name}.ts`], { UPSTREAM: upstreamUrl, PORT: String(port) }, port, logFile, 'file', launch)
 }
 
 /** autocannon on one request shape (the contact PATCH unless told), the same for every target. */
