@@ -20,6 +20,23 @@ t.test('a verified token is answered from the cache with the same claims', async
   t.equal(cache.size, 1)
 })
 
+t.test('tokens that end alike are never taken for each other (the map is keyed by the end of the signature)', async (t) => {
+  const cache = new VerifiedSessions(2)
+  const tail = '.0123456789abcdefghijklmnopqrstuvwxyzABCDEFG'
+  const [first, second] = [claims({ sub: 'first' }), claims({ sub: 'second' })]
+  cache.set(`header.first${tail}`, first)
+  t.equal(cache.get(`header.forged${tail}`, NOW), undefined, 'a token with the same end but another body is not a hit')
+  t.notOk(cache.has(`header.forged${tail}`), 'nor remembered')
+  t.ok(cache.has(`header.first${tail}`), 'the remembered one is')
+  cache.set(`header.second${tail}`, second)
+  t.equal(cache.get(`header.second${tail}`, NOW), second, 'a second token with that end takes the place')
+  t.equal(cache.get(`header.first${tail}`, NOW), undefined, 'and the first is verified again next time, never answered with the other claims')
+  t.equal(cache.size, 1)
+  cache.set('header.other.token-of-its-own', first)
+  cache.set('header.third.token-of-its-own-too', first)
+  t.equal(cache.size, 2, 'the bound still holds')
+})
+
 t.test('a cached session stops being accepted when it expires, with the same clock tolerance as fast-jwt', async (t) => {
   const cache = new VerifiedSessions()
   const verified = claims()
