@@ -59,7 +59,7 @@ mkdirSync(dir, { recursive: true })
 if (!args['skip-build']) buildProduction()
 
 interface Count { total: number, main: number }
-interface TargetResult { target: string, windows: Count[], idlePerS: number, perRequest: Count, seconds: number[], byFunction: Map<string, number>, refused: number }
+interface TargetResult { target: string, windows: Count[], idlePerS: number, perRequest: Count, seconds: number[], byFunction: Map<string, number>, refused: number, runtime: number }
 
 /** The instructions of one dump, every thread's file summed (thread 1 is the main thread). */
 function dumpCount (out: string, dump: number): Count {
@@ -118,6 +118,7 @@ async function count (target: string, upstreamUrl: string, upstreamBearer: strin
       control('--dump')
       counted.push(dumpCount(out, ++dumps))
     }
+    const runtime = runtimePerRequest(join(dir, `${out}.${dumps}-01`), requests)
     const byFunction = functions > 0 ? selfByFunction(join(dir, `${out}.${dumps}-01`), `/tmp/perf-${pid}.map`, requests) : new Map<string, number>()
     // The idle window starts after a pause: when requests stop, V8's memory reducer runs full
     // collections for some seconds, work that belongs to no second of steady load.
@@ -140,7 +141,8 @@ async function count (target: string, upstreamUrl: string, upstreamBearer: strin
       perRequest: { total: median(perWindow.map((c) => c.total)), main: median(perWindow.map((c) => c.main)) },
       seconds,
       byFunction,
-      refused
+      refused,
+      runtime
     }
     // The raw counts, so that a reading can be redone another way.
     writeFileSync(join(dir, `${target}.json`), JSON.stringify({ target, requests, connections, warmup, windows: counted.map((c, i) => ({ ...c, seconds: seconds[i] })), idle: { ...idle, seconds: idleSeconds }, refused }, null, 2) + '\n')
@@ -156,6 +158,23 @@ async function count (target: string, upstreamUrl: string, upstreamBearer: strin
       rmSync(`/tmp/perf-${pid}.map`)
     }
   }
+}
+
+/**
+ * What the main thread spent inside V8's runtime functions, entered from JavaScript (the
+ * inclusive cost of the CEntry builtins that call them, not those of C++ builtins such as
+ * JSON.stringify: property definitions, map transitions and other slow paths). V8's inline
+ * caches and tiering depend on timing, and valgrind's slowness can leave one process with a
+ * call site on a slow path that the same build at native speed does not take (seen: Node's
+ * nextTick defining its object literal's symbol keys through the runtime, ≈ 40k instructions a
+ * request in one BFF process and none in another); a count with a large share here should be
+ * checked with a sampling profiler at native speed before it is believed.
+ */
+function runtimePerRequest (dump: string, requests: number): number {
+  const text = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', dump], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  let sum = 0
+  for (const match of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+\S*Builtins_CEntry_\w*NoBuiltinExit\b/gm)) sum += Number((match[1] as string).replaceAll(',', ''))
+  return sum / requests
 }
 
 /** V8's perf map (`start size name` per line, later lines for the same start winning), sorted for lookup. */
@@ -249,13 +268,13 @@ try {
   console.log(`${targets.join(', ')} under callgrind, ${load.method} at ${connections} connection(s): ${warmup} requests of warm-up, then ${windows} windows of ${requests}`)
   const results = await Promise.all(targets.map((target) => count(target, upstream.url, bearer)))
   const floor = results.find((r) => r.target === 'floor')
-  console.log('\n| target | instructions per request (median of windows) | spread of windows | ÷ floor | main thread alone | ÷ floor | answers not 2xx |')
-  console.log('|---|---:|---:|---:|---:|---:|---:|')
+  console.log('\n| target | instructions per request (median of windows) | spread of windows | ÷ floor | main thread alone | ÷ floor | in V8\'s runtime functions, entered from JS (last window) | answers not 2xx |')
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|')
   for (const r of results) {
     const totals = r.windows.map((c) => c.total)
     const spread = (Math.max(...totals) - Math.min(...totals)) / r.perRequest.total
     const ratio = (of: keyof Count) => floor === undefined ? '—' : `${(r.perRequest[of] / floor.perRequest[of]).toFixed(3)}×`
-    console.log(`| ${r.target} | ${(r.perRequest.total / 1000).toFixed(1)}k | ${(spread * 100).toFixed(1)} % | ${ratio('total')} | ${(r.perRequest.main / 1000).toFixed(1)}k | ${ratio('main')} | ${r.refused} |`)
+    console.log(`| ${r.target} | ${(r.perRequest.total / 1000).toFixed(1)}k | ${(spread * 100).toFixed(1)} % | ${ratio('total')} | ${(r.perRequest.main / 1000).toFixed(1)}k | ${ratio('main')} | ${(r.runtime / 1000).toFixed(1)}k | ${r.refused} |`)
   }
   if (functions > 0) for (const r of results) functionReport(r, floor)
   const bff = results.find((r) => r.target === 'bff')
