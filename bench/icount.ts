@@ -59,7 +59,7 @@ mkdirSync(dir, { recursive: true })
 if (!args['skip-build']) buildProduction()
 
 interface Count { total: number, main: number }
-interface TargetResult { target: string, windows: Count[], idlePerS: number, perRequest: Count, seconds: number[], byFunction: Map<string, number>, refused: number, runtime: number }
+interface TargetResult { target: string, windows: Count[], perRequest: Count, byFunction: Map<string, number>, refused: number, runtime: number }
 
 /** The instructions of one dump, every thread's file summed (thread 1 is the main thread). */
 function dumpCount (out: string, dump: number): Count {
@@ -82,13 +82,14 @@ async function count (target: string, upstreamUrl: string, upstreamBearer: strin
   // shed load that is not there.
   const slow = { MAX_EVENT_LOOP_DELAY_MS: '0' }
   const nodeArgs = functions > 0 ? ['--perf-basic-prof'] : []
-  const proc: Proc = target === 'bff' || target === 'bff-before'
+  const bff = target === 'bff' || target === 'bff-before'
+  const proc: Proc = bff
     ? await startBff(upstreamUrl, log, slow, target === 'bff' ? 'dist/server.js' : join(args.before as string, 'dist', 'server.js'), nodeArgs, 'file', launch)
     : await startProxy(target as 'floor' | 'reply-from', upstreamUrl, log, nodeArgs, launch)
   const pid = String(proc.child.pid)
   // callgrind_control finds the process by the vgdb prefix; the names under it also carry USER and HOST, so it gets the target's environment.
-  const control = (action: string) => execFileSync('callgrind_control', [`--vgdb-prefix=${vgdbPrefix}`, action, pid], { env: { PATH: process.env.PATH ?? '', ...(target.startsWith('bff') ? { HOST: '127.0.0.1' } : {}) }, stdio: 'ignore' })
-  const authorization = `Bearer ${target.startsWith('bff') ? benchSession() : upstreamBearer}`
+  const control = (action: string) => execFileSync('callgrind_control', [`--vgdb-prefix=${vgdbPrefix}`, action, pid], { env: { PATH: process.env.PATH ?? '', ...(bff ? { HOST: '127.0.0.1' } : {}) }, stdio: 'ignore' })
+  const authorization = `Bearer ${bff ? benchSession() : upstreamBearer}`
   const headers = load.body === undefined ? { authorization } : { authorization, 'content-type': 'application/json' }
   const pool = new Pool(proc.url, { connections })
   const drive = async (total: number): Promise<number> => {
@@ -137,9 +138,7 @@ async function count (target: string, upstreamUrl: string, upstreamBearer: strin
     const result: TargetResult = {
       target,
       windows: perWindow,
-      idlePerS: idlePerS.total,
       perRequest: { total: median(perWindow.map((c) => c.total)), main: median(perWindow.map((c) => c.main)) },
-      seconds,
       byFunction,
       refused,
       runtime
@@ -171,10 +170,28 @@ async function count (target: string, upstreamUrl: string, upstreamBearer: strin
  * checked with a sampling profiler at native speed before it is believed.
  */
 function runtimePerRequest (dump: string, requests: number): number {
-  const text = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', dump], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
   let sum = 0
-  for (const match of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+\S*Builtins_CEntry_\w*NoBuiltinExit\b/gm)) sum += Number((match[1] as string).replaceAll(',', ''))
+  for (const { ir, name } of annotate(dump, true).rows) if (/Builtins_CEntry_\w*NoBuiltinExit\b/.test(name)) sum += ir
   return sum / requests
+}
+
+/**
+ * callgrind_annotate's table of one dump: instructions and `file:function [object]` per row,
+ * self cost or (inclusive) with callees, and the dump's total.
+ */
+function annotate (dump: string, inclusive: boolean): { total: number, rows: Array<{ ir: number, name: string }> } {
+  const text = execFileSync('callgrind_annotate', [`--inclusive=${inclusive ? 'yes' : 'no'}`, '--threshold=100', dump], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  const rows: Array<{ ir: number, name: string }> = []
+  let total = 0
+  let table = false
+  for (const line of text.split('\n')) {
+    const match = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/.exec(line)
+    if (match === null) { table ||= line.includes('file:function'); continue }
+    const ir = Number((match[1] as string).replaceAll(',', ''))
+    if (match[2] === 'PROGRAM TOTALS') total = ir
+    else if (table) rows.push({ ir, name: match[2] as string })
+  }
+  return { total, rows }
 }
 
 /** V8's perf map (`start size name` per line, later lines for the same start winning), sorted for lookup. */
@@ -209,7 +226,7 @@ function packageOf (name: string): string {
  * V8's perf map and named `<function> <file>:<line>`.
  */
 function selfByFunction (dump: string, mapFile: string, requests: number): Map<string, number> {
-  const text = execFileSync('callgrind_annotate', ['--inclusive=no', '--threshold=100', dump], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  const { total, rows } = annotate(dump, false)
   const map = perfMap(mapFile)
   const lookup = (address: number): string | undefined => {
     let [lo, hi] = [0, map.starts.length - 1]
@@ -221,17 +238,12 @@ function selfByFunction (dump: string, mapFile: string, requests: number): Map<s
     return hi >= 0 && address < (map.ends[hi] as number) ? map.names[hi] : undefined
   }
   const costs = new Map<string, number>()
-  // The frames on the stack when the counters were zeroed (main, the event loop's caller) come
-  // out of a mid-run dump carrying the whole window's count; they are not self cost.
-  const totals = Number((/^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS/m.exec(text)?.[1] ?? '0').replaceAll(',', '')) / requests
-  let table = false
-  for (const line of text.split('\n')) {
-    if (line.includes('file:function')) { table = true; continue }
-    const match = table ? /^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/.exec(line) : null
-    if (match === null) continue
-    const ir = Number((match[1] as string).replaceAll(',', '')) / requests
-    let name = (match[2] as string).replace(/\s*\[[^\]]*\]$/, '')
-    if (name === 'PROGRAM TOTALS' || ir >= totals * 0.999) continue
+  for (const row of rows) {
+    // The frames on the stack when the counters were zeroed (main, the event loop's caller) come
+    // out of a mid-run dump carrying the whole window's count; they are not self cost.
+    if (row.ir >= total * 0.999) continue
+    const ir = row.ir / requests
+    let name = row.name.replace(/\s*\[[^\]]*\]$/, '')
     const jit = /^\?\?\?:0x([0-9a-f]+)/.exec(name)
     if (jit !== null) name = lookup(Number.parseInt(jit[1] as string, 16)) ?? 'JIT code not in the perf map'
     else name = name.replace(/^[^:]*:(?=[A-Za-z_(~])/, '')
