@@ -20,9 +20,8 @@ const KEY_LENGTH = 16
  * Bounded in entries and token length; expired entries go when next met or when the bound is hit.
  */
 export class VerifiedSessions {
-  // Keyed by the signature's last characters, so that a lookup hashes 16 characters instead of
-  // the whole token (V8 hashes a string's every character the first time it meets it, and each
-  // request's token is a new string); a hit also requires the whole token to be equal.
+  // V8 hashes every character of a string the first time it keys a map, and each request's
+  // token is a new string: the 16-character key is what makes a hit cheap.
   readonly #entries = new Map<string, { token: string, claims: SessionClaims }>()
   readonly #max: number
 
