@@ -1,8 +1,10 @@
 // The access line and audit record skip pino's generic path: they must still be the very line pino writes.
+import { randomUUID } from 'node:crypto'
+import fc from 'fast-check'
 import pino from 'pino'
 import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
-import { fieldLines, lazyChildLogger, loggerOptions } from '../../src/logging/logger.ts'
+import { type AccessLine, accessFields, fieldLines, lazyChildLogger, loggerOptions } from '../../src/logging/logger.ts'
 
 function capture (level = 'info') {
   const lines: string[] = []
@@ -33,6 +35,44 @@ t.test('byte for byte the line pino writes for the same fields and bindings', as
       t.same(JSON.parse(ours.lines[0] as string).msg, 'request completed')
     }
   }
+})
+
+// What a caller can shape: any UTF-16, lone surrogates and control characters included.
+const shaped = fc.oneof(fc.string({ unit: 'binary', maxLength: 40 }), fc.constantFrom('PATCH', '/api/v1/organisation/1/contact/2', 'local:alice', '"', '\\', '\u2028'))
+const accessLines: fc.Arbitrary<AccessLine> = fc.record({
+  request_id: fc.oneof(fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/), fc.constant(randomUUID()), fc.constant('req-1')),
+  method: shaped,
+  path: shaped,
+  route: fc.option(fc.oneof(shaped, fc.constant('/api/v1/organisation/:org_id/contact/:contact_id')), { nil: undefined }),
+  status: fc.integer({ min: 100, max: 599 }),
+  ms: fc.oneof(fc.double({ min: 0, max: 1e6 }), fc.constantFrom(0, 1.23, 1e21, Number.NaN, Number.POSITIVE_INFINITY)),
+  sub: fc.option(shaped, { nil: undefined }),
+  upstream_ms: fc.option(fc.double({ min: 0, max: 1e5 }), { nil: undefined }),
+  upstream_calls: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+  upstream_outcome: fc.option(fc.constantFrom('2xx', '3xx', '4xx', '5xx', 'timeout', 'unreachable', 'reset'), { nil: undefined }),
+  trace_id: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 32, maxLength: 32 }), { nil: undefined }),
+  aborted: fc.option(fc.constant(true as const), { nil: undefined })
+}, { requiredKeys: ['request_id', 'method', 'path', 'route', 'status', 'ms', 'sub'] })
+
+t.test('the access line written field by field is the line JSON.stringify of its object gives', async (t) => {
+  const realNow = Date.now
+  Date.now = () => 1_796_160_743_804
+  t.teardown(() => { Date.now = realNow })
+  const routes = new Map<string, string>()
+  let compared = 0
+  fc.assert(fc.property(accessLines, fc.constantFrom('request completed', 'request timed out'), (line, msg) => {
+    const ours = capture()
+    fieldLines(ours.logger).written(accessFields(line, routes), JSON.stringify(msg))
+    const theirs = capture()
+    fieldLines(theirs.logger).info(line, msg)
+    compared++
+    return ours.lines.length === 1 && ours.lines[0] === theirs.lines[0] && JSON.parse(ours.lines[0] as string).request_id === line.request_id
+  }), { numRuns: 2000 })
+  t.equal(compared, 2000, 'every generated line compared')
+  t.ok(routes.size > 0 && routes.size <= 2000, 'route templates are written once each')
+  const quiet = capture('warn')
+  fieldLines(quiet.logger).written(',"a":1', '"hidden"')
+  t.same(quiet.lines, [], 'the level threshold holds for lines written from fields too')
 })
 
 t.test('the level threshold holds, including a level changed while running', async (t) => {
