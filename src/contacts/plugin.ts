@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Config } from '../config/config.ts'
 import { isProblem, Problem, type ProblemCode } from '../errors/problems.ts'
-import { fieldLines } from '../logging/logger.ts'
+import { type AuditRecord, auditFields, auditMessage, fieldLines } from '../logging/logger.ts'
 import { COMMON_PROBLEMS, problemResponses, SESSION_PROBLEMS } from '../schemas/responses.ts'
 import { allowsOrganisation, hasScope, type Scope } from '../session/claims.ts'
 import { MemoryIdempotencyStore } from '../state/idempotency-memory.ts'
@@ -190,8 +190,8 @@ async function contacts (fastify: FastifyInstance, { config, bus = new LocalInva
     })
   }
 
-  function record (event: string, request: FastifyRequest, org: string, contact: string | undefined, fields: string[]): void {
-    audit.info({ event, request_id: request.id, sub: request.session?.sub, org_id: org, contact_id: contact ?? null, fields }, event.replace('.', ' '))
+  function record (event: AuditRecord['event'], request: FastifyRequest, org: string, contact: string | undefined, fields: string[]): void {
+    audit.written(auditFields({ event, request_id: request.id, sub: request.session?.sub, org_id: org, contact_id: contact ?? null, fields }), auditMessage(event))
   }
 
   app.get('/contact', {

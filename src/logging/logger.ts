@@ -277,6 +277,40 @@ export function accessFields (line: AccessLine, routes: Map<string, string>): st
   return out
 }
 
+/** An audit record of a change: who, which contact of which organisation, which fields. */
+export interface AuditRecord {
+  event: 'contact.created' | 'contact.updated' | 'contact.deleted'
+  request_id: string
+  sub: string | undefined
+  org_id: string
+  contact_id: string | null
+  fields: readonly string[]
+}
+
+const AUDIT_MESSAGES: Readonly<Record<AuditRecord['event'], string>> = {
+  'contact.created': JSON.stringify('contact created'),
+  'contact.updated': JSON.stringify('contact updated'),
+  'contact.deleted': JSON.stringify('contact deleted')
+}
+
+/** The message an audit event is written with, as a JSON string. */
+export function auditMessage (event: AuditRecord['event']): string {
+  return AUDIT_MESSAGES[event]
+}
+
+/**
+ * The audit record's fields as JSON.stringify writes them (a property test holds them equal), as
+ * accessFields does for the access line: the event is a fixed word, the request id is the BFF's,
+ * and the organisation and contact ids are digits (the routes' ID pattern, or the pattern the
+ * created contact's Location is read with), so those are written as they are; the subject and
+ * the field names go through JSON.stringify.
+ */
+export function auditFields (record: AuditRecord): string {
+  const sub = record.sub === undefined ? '' : `,"sub":${JSON.stringify(record.sub)}`
+  const contact = record.contact_id === null ? 'null' : `"${record.contact_id}"`
+  return `,"event":"${record.event}","request_id":"${record.request_id}"${sub},"org_id":"${record.org_id}","contact_id":${contact},"fields":${JSON.stringify(record.fields)}`
+}
+
 /**
  * One access line per request (Fastify's default writes two), with the route template, the
  * actor and, for requests that called emnify, the time spent there and the last outcome.

@@ -4,7 +4,7 @@ import fc from 'fast-check'
 import pino from 'pino'
 import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
-import { type AccessLine, accessFields, fieldLines, lazyChildLogger, loggerOptions } from '../../src/logging/logger.ts'
+import { type AccessLine, type AuditRecord, accessFields, auditFields, auditMessage, fieldLines, lazyChildLogger, loggerOptions } from '../../src/logging/logger.ts'
 
 function capture (level = 'info') {
   const lines: string[] = []
@@ -73,6 +73,32 @@ t.test('the access line written field by field is the line JSON.stringify of its
   const quiet = capture('warn')
   fieldLines(quiet.logger).written(',"a":1', '"hidden"')
   t.same(quiet.lines, [], 'the level threshold holds for lines written from fields too')
+})
+
+const digits = fc.stringMatching(/^[1-9][0-9]{0,17}$/)
+const auditRecords: fc.Arbitrary<AuditRecord> = fc.record({
+  event: fc.constantFrom('contact.created' as const, 'contact.updated' as const, 'contact.deleted' as const),
+  request_id: fc.oneof(fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/), fc.constant(randomUUID())),
+  sub: fc.option(shaped, { nil: undefined }),
+  org_id: digits,
+  contact_id: fc.option(digits, { nil: null }),
+  fields: fc.array(fc.oneof(fc.constantFrom('name', 'email', 'phone', 'street'), shaped), { maxLength: 6 })
+})
+
+t.test('the audit record written field by field is the record JSON.stringify of its object gives', async (t) => {
+  const realNow = Date.now
+  Date.now = () => 1_796_160_743_804
+  t.teardown(() => { Date.now = realNow })
+  let compared = 0
+  fc.assert(fc.property(auditRecords, (record) => {
+    const ours = capture()
+    fieldLines(ours.logger, { log_type: 'audit' }).written(auditFields(record), auditMessage(record.event))
+    const theirs = capture()
+    fieldLines(theirs.logger, { log_type: 'audit' }).info(record, record.event.replace('.', ' '))
+    compared++
+    return ours.lines.length === 1 && ours.lines[0] === theirs.lines[0]
+  }), { numRuns: 2000 })
+  t.equal(compared, 2000, 'every generated record compared')
 })
 
 t.test('the level threshold holds, including a level changed while running', async (t) => {
