@@ -40,6 +40,14 @@ export interface LineSink {
 /** Bytes a turn may gather before they are written at once, so the buffer stays bounded. */
 export const TURN_BUFFER_MAX_BYTES = 16 * 1024
 
+/** The level of a line in pino's format, `{"level":<n>…`; 0 when it does not start so. */
+function levelOf (line: string): number {
+  return line.startsWith('{"level":') ? Number.parseInt(line.slice(9, 12), 10) || 0 : 0
+}
+
+/** pino's documented destination flag: pino then sets `lastLevel` (and more) on it before each write. */
+export const PINO_METADATA = Symbol.for('pino.metadata')
+
 /**
  * Log lines gathered for the rest of the event-loop turn and written together, once, at its end
  * (setImmediate), instead of one synchronous write per line: a request's access line and audit
@@ -48,8 +56,16 @@ export const TURN_BUFFER_MAX_BYTES = 16 * 1024
  * written at once (a crash often follows them), and the rest on process exit, which
  * close-with-grace reaches on SIGTERM, SIGINT and uncaught errors. What a SIGKILL or an OOM kill
  * loses is the current turn's lines only; SECURITY.md states the trade-off.
+ *
+ * A line's level comes from `lastLevel`, which pino (and fieldLines) set just before each write:
+ * reading the line's `{"level":` prefix instead would make V8 flatten every line, a string built
+ * piece by piece, once more than its final write does. A writer that sets no level is read by
+ * the prefix.
  */
 export class TurnBuffer implements DestinationStream {
+  readonly [PINO_METADATA] = true
+  /** The level of the line about to be written, set by its writer; write() clears it. */
+  lastLevel: number | undefined = undefined
   readonly #sink: LineSink
   readonly #maxBytes: number
   #pending = ''
@@ -65,9 +81,11 @@ export class TurnBuffer implements DestinationStream {
   }
 
   write (line: string): void {
+    const level = this.lastLevel ?? levelOf(line)
+    this.lastLevel = undefined
     this.#pending += line
-    // pino writes `{"level":<n>` first; 50 and 60 are error and fatal.
-    if (this.#pending.length >= this.#maxBytes || line.startsWith('{"level":5') || line.startsWith('{"level":6')) {
+    // 50 and 60 are error and fatal.
+    if (level >= 50 || this.#pending.length >= this.#maxBytes) {
       this.flushSync()
     } else if (!this.#scheduled) {
       this.#scheduled = true
@@ -153,17 +171,22 @@ export function fieldLines (logger: FastifyBaseLogger, bindings: Record<string, 
   const stream = instance[pino.symbols.streamSym] as DestinationStream
   // pino's own serialisation of the bindings, leading comma included.
   const head = instance[pino.symbols.chindingsSym] as string
+  // Told the level as pino tells it, when the destination asks (TurnBuffer, pino.multistream).
+  const metadata = (stream as unknown as Record<symbol, unknown>)[PINO_METADATA] === true
+  const target = stream as DestinationStream & { lastLevel?: number }
   return {
     info (fields, msg) {
       // levelVal is read each time: the logger's level can be changed while it runs.
       if (instance.levelVal > 30) return
       const body = JSON.stringify(fields)
       const middle = body.length > 2 ? `,${body.slice(1, -1)}` : ''
-      stream.write(`{"level":30,"time":${Date.now()}${head}${middle},"msg":${JSON.stringify(msg)}}\n`)
+      if (metadata) target.lastLevel = 30
+      target.write(`{"level":30,"time":${Date.now()}${head}${middle},"msg":${JSON.stringify(msg)}}\n`)
     },
     written (fields, msg) {
       if (instance.levelVal > 30) return
-      stream.write(`{"level":30,"time":${Date.now()}${head}${fields},"msg":${msg}}\n`)
+      if (metadata) target.lastLevel = 30
+      target.write(`{"level":30,"time":${Date.now()}${head}${fields},"msg":${msg}}\n`)
     }
   }
 }

@@ -4,7 +4,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import t from 'tap'
-import { loggerOptions, stdoutLines, TurnBuffer } from '../../src/logging/logger.ts'
+import type { FastifyBaseLogger } from 'fastify'
+import { fieldLines, loggerOptions, stdoutLines, TurnBuffer } from '../../src/logging/logger.ts'
 
 function sink () {
   const writes: string[] = []
@@ -42,6 +43,57 @@ t.test('an error or fatal line is written at once, with the lines before it', as
     buffer.write(`{"level":${level},"msg":"failure"}\n`)
     t.same(out.writes, [`{"level":30,"msg":"before"}\n{"level":${level},"msg":"failure"}\n`], `level ${level}`)
   }
+})
+
+t.test('through pino, the level pino tells decides, not the line', async (t) => {
+  for (const level of ['error', 'fatal'] as const) {
+    const out = sink()
+    const buffer = new TurnBuffer(out)
+    const logger = pino({ base: null, timestamp: false }, buffer)
+    logger.info('before')
+    t.same(out.writes, [], 'an info line waits for the end of the turn')
+    logger[level]('failure')
+    t.same(out.writes, [`{"level":30,"msg":"before"}\n{"level":${level === 'error' ? 50 : 60},"msg":"failure"}\n`], `${level}: written at once, with the line before it`)
+  }
+  // A level pino tells is used as told: a custom level at 55 is at least error.
+  const out = sink()
+  const buffer = new TurnBuffer(out)
+  const logger = pino({ base: null, timestamp: false, customLevels: { alarm: 55 } }, buffer)
+  logger.alarm('custom')
+  t.equal(out.writes.length, 1, 'a custom level above error is written at once')
+  logger.info('after')
+  t.equal(out.writes.length, 1, 'the next line is judged by its own level, not the one before')
+  await nextTurn()
+  t.equal(out.writes.length, 2)
+})
+
+t.test('fieldLines tells the buffer its level, so an info line after an error still waits', async (t) => {
+  const out = sink()
+  const buffer = new TurnBuffer(out)
+  const logger = pino({ base: null, timestamp: false }, buffer)
+  const lines = fieldLines(logger as unknown as FastifyBaseLogger)
+  logger.error('failure')
+  t.equal(out.writes.length, 1)
+  lines.info({ status: 204 }, 'request completed')
+  lines.written(',"status":204', '"request completed"')
+  t.equal(out.writes.length, 1, 'both info lines wait for the end of the turn')
+  t.equal(buffer.lastLevel, undefined, 'the told level does not outlive its line')
+  await nextTurn()
+  t.equal(out.writes.length, 2)
+  t.match(out.writes[1], /^\{"level":30,"time":\d+,"status":204,"msg":"request completed"\}\n\{"level":30,"time":\d+,"status":204,"msg":"request completed"\}\n$/)
+})
+
+t.test('fieldLines into pino.multistream: its info lines go only where info belongs', async (t) => {
+  const info = sink()
+  const errors = sink()
+  const logger = pino({ base: null, timestamp: false }, pino.multistream([
+    { level: 'info', stream: info },
+    { level: 'error', stream: errors }
+  ]))
+  logger.error('failure')
+  fieldLines(logger as unknown as FastifyBaseLogger).info({ status: 204 }, 'request completed')
+  t.equal(errors.writes.length, 1, 'the error stream has the error line only')
+  t.equal(info.writes.length, 2, 'the info stream has both')
 })
 
 t.test('pino through the buffer: flush() writes what is gathered', async (t) => {
